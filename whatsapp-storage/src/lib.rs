@@ -1,1 +1,10 @@
-//! Session stores (SQLite, Postgres) and backups (tar + zstd archives on local disk or S3) for the WhatsApp Web keepalive service.
+//! Session stores (SQLite, Postgres) and backups (tar + zstd archives on local disk or S3).
+//!
+//! # Layout
+//!
+//! - [`store`]: [`whatsapp_core::SessionStore`] implementations, one module per backend.
+//! - [`backup`]: the archive format, the [`whatsapp_core::BackupSink`] implementations, and
+//!   restore.
+
+pub mod backup;
+pub mod store;

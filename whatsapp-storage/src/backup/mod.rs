@@ -1,0 +1,1 @@
+//! Backups: the archive format, sinks, verification, retention and restore.

@@ -1,0 +1,1 @@
+//! [`whatsapp_core::SessionStore`] implementations, one module per backend.
