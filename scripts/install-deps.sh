@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh Debian machine of this kind:
+# Chromium, and moto's S3 server for the S3 backup tests. Idempotent.
+set -euo pipefail
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fc-list 2>/dev/null | grep -qi liberation || need_apt+=(fonts-liberation)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing ${need_apt[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v chromium >/dev/null 2>&1 || { echo "FATAL: chromium could not be installed" >&2; exit 1; }
+
+if ! command -v moto_server >/dev/null 2>&1; then
+    echo "installing moto[server] with pip (S3-compatible test server)"
+    python3 -m pip install --quiet 'moto[server]==5.*'
+fi
+command -v moto_server >/dev/null 2>&1 || { echo "FATAL: moto_server could not be installed" >&2; exit 1; }
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+    echo "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
