@@ -1,0 +1,5 @@
+//! Notifier implementations.
+
+mod http_email;
+
+pub use http_email::HttpEmailNotifier;
