@@ -2,12 +2,19 @@
 //!
 //! - [`FakeClock`]: a wall clock that moves only when told to, or follows tokio's paused time.
 //! - [`RecordingNotifier`]: records every notification; can be told to fail.
+//! - [`FakeBrowser`]: a scriptable, deterministic [`crate::BrowserDriver`]; the login lives
+//!   in the profile directory ([`LOGIN_MARKER`]), faults are scripted per session or drawn
+//!   from a seed. [`SentText`] records what it sent.
 //! - mockall mocks of every trait: `MockBrowserDriver`, `MockBrowserSession`,
 //!   `MockSessionStore`, `MockBackupSink`, `MockNotifier` (re-exported here).
 
+mod browser;
 mod clock;
 mod notifier;
 
+pub use browser::{
+    EVENT_CAPACITY, FAKE_PLATFORM, FAKE_PUSH_NAME, FakeBrowser, LOGIN_MARKER, SentText,
+};
 pub use clock::FakeClock;
 pub use notifier::RecordingNotifier;
 

@@ -34,7 +34,10 @@ impl RecordingNotifier {
 
     /// The accepted notifications of one kind.
     pub fn of_kind(&self, kind: &NotificationKind) -> Vec<Notification> {
-        self.sent().into_iter().filter(|n| &n.kind == kind).collect()
+        self.sent()
+            .into_iter()
+            .filter(|n| &n.kind == kind)
+            .collect()
     }
 
     /// How many notifications of `kind` were accepted.
