@@ -5,17 +5,25 @@
 //! - [`FakeBrowser`]: a scriptable, deterministic [`crate::BrowserDriver`]; the login lives
 //!   in the profile directory ([`LOGIN_MARKER`]), faults are scripted per session or drawn
 //!   from a seed. [`SentText`] records what it sent.
+//! - [`InMemorySessionStore`]: a [`crate::SessionStore`] in memory (timestamps truncated to
+//!   microseconds like the SQL stores), with injectable failures.
+//! - [`MemoryBackupSink`]: a [`crate::BackupSink`] in memory, with configurable capabilities,
+//!   an injectable clock and injectable failures.
 //! - mockall mocks of every trait: `MockBrowserDriver`, `MockBrowserSession`,
 //!   `MockSessionStore`, `MockBackupSink`, `MockNotifier` (re-exported here).
 
 mod browser;
 mod clock;
+mod memory_sink;
+mod memory_store;
 mod notifier;
 
 pub use browser::{
     EVENT_CAPACITY, FAKE_PLATFORM, FAKE_PUSH_NAME, FakeBrowser, LOGIN_MARKER, SentText,
 };
 pub use clock::FakeClock;
+pub use memory_sink::MemoryBackupSink;
+pub use memory_store::InMemorySessionStore;
 pub use notifier::RecordingNotifier;
 
 pub use crate::backup::MockBackupSink;
