@@ -441,6 +441,9 @@ impl BackupManager {
             .collect();
         let mut failures = Vec::new();
         for r in candidates {
+            // A key mismatch is a configuration error, not a damaged backup: report it
+            // rather than fall back to "none" (which would ask for a new QR scan).
+            self.check_key(&r)?;
             match self.restore_from(&r, profile_dir).await {
                 Ok(()) => {
                     profile::clean_lock_files(profile_dir)?;
@@ -471,8 +474,34 @@ impl BackupManager {
         Ok(RestoreOutcome::None { reason })
     }
 
+    fn check_key(&self, r: &BackupRecord) -> Result<()> {
+        if !r.encrypted {
+            return Ok(());
+        }
+        let configured = self.config.encryption_key.as_ref().map(|k| k.id());
+        match (&r.key_id, configured) {
+            (_, None) => Err(Error::invalid(
+                "backup encryption key",
+                format!(
+                    "backup {} is encrypted (key id {}) but no key is configured",
+                    r.key,
+                    r.key_id.as_deref().unwrap_or("unknown")
+                ),
+            )),
+            (Some(want), Some(have)) if *want != have => Err(Error::invalid(
+                "backup encryption key",
+                format!(
+                    "wrong key: backup {} was encrypted with key id {want}, the configured key has id {have}",
+                    r.key
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Restores one backup into `profile_dir` (extract beside it, verify, swap).
     pub async fn restore_from(&self, record: &BackupRecord, profile_dir: &Path) -> Result<()> {
+        self.check_key(record)?;
         let name = profile_dir
             .file_name()
             .and_then(|n| n.to_str())
