@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::store::SessionStore;
+use crate::testing::conformance::session_store::as_stored;
 use crate::types::{
     Lease, NodeId, SessionFilter, SessionId, SessionPatch, SessionRecord, SessionStatus,
     truncate_micros,
@@ -29,22 +30,6 @@ pub struct InMemorySessionStore {
 struct Inner {
     records: BTreeMap<SessionId, SessionRecord>,
     failures: VecDeque<Error>,
-}
-
-/// The record as a SQL store would keep it: every timestamp truncated to microseconds.
-fn stored(record: &SessionRecord) -> SessionRecord {
-    let mut r = record.clone();
-    r.created_at = truncate_micros(r.created_at);
-    r.updated_at = truncate_micros(r.updated_at);
-    r.last_seen_at = r.last_seen_at.map(truncate_micros);
-    r.last_connected_at = r.last_connected_at.map(truncate_micros);
-    r.last_activity_at = r.last_activity_at.map(truncate_micros);
-    r.last_backup_at = r.last_backup_at.map(truncate_micros);
-    r.expires_at = r.expires_at.map(truncate_micros);
-    if let Some(lease) = &mut r.lease {
-        lease.expires_at = truncate_micros(lease.expires_at);
-    }
-    r
 }
 
 fn missing(id: &SessionId) -> Error {
@@ -115,7 +100,7 @@ impl SessionStore for InMemorySessionStore {
                 record.id
             )));
         }
-        inner.records.insert(record.id.clone(), stored(record));
+        inner.records.insert(record.id.clone(), as_stored(record));
         Ok(())
     }
 
@@ -143,7 +128,7 @@ impl SessionStore for InMemorySessionStore {
         let r = inner.records.get_mut(id).ok_or_else(|| missing(id))?;
         patch.apply(r);
         r.updated_at = truncate_micros(now);
-        *r = stored(r);
+        *r = as_stored(r);
         Ok(r.clone())
     }
 

@@ -9,11 +9,15 @@
 //!   microseconds like the SQL stores), with injectable failures.
 //! - [`MemoryBackupSink`]: a [`crate::BackupSink`] in memory, with configurable capabilities,
 //!   an injectable clock and injectable failures.
+//! - [`conformance`]: the suites every backend runs, one case per promise of a trait's
+//!   `# Contract`: [`conformance::session_store`] and [`conformance::backup_sink`], each with
+//!   a `run_all`.
 //! - mockall mocks of every trait: `MockBrowserDriver`, `MockBrowserSession`,
 //!   `MockSessionStore`, `MockBackupSink`, `MockNotifier` (re-exported here).
 
 mod browser;
 mod clock;
+pub mod conformance;
 mod memory_sink;
 mod memory_store;
 mod notifier;
