@@ -161,8 +161,10 @@ impl SessionStore for InMemorySessionStore {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<Lease> {
-        let ttl = chrono::Duration::from_std(ttl)
-            .map_err(|_| Error::invalid("lease ttl", "is too long"))?;
+        let expires_at = chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .ok_or_else(|| Error::invalid("lease ttl", "is too long"))?;
         let mut inner = self.begin()?;
         let r = inner.records.get_mut(id).ok_or_else(|| missing(id))?;
         if let Some(lease) = &r.lease
@@ -176,7 +178,7 @@ impl SessionStore for InMemorySessionStore {
         }
         let lease = Lease {
             node: node.clone(),
-            expires_at: truncate_micros(now + ttl),
+            expires_at: truncate_micros(expires_at),
         };
         r.lease = Some(lease.clone());
         Ok(lease)

@@ -621,8 +621,9 @@ pub async fn concurrent_transitions_one_wins(store: &dyn SessionStore) {
     cleanup(store, &ids).await;
 }
 
-/// **Leases**: a claim succeeds with no lease, after expiry, or as a renewal by the holder,
-/// storing `now + ttl`; otherwise `Conflict`. `release_lease` clears only the holder's lease.
+/// **Leases**: a claim succeeds with no lease, once the lease expired (`expires_at <= now`),
+/// or as a renewal by the holder, storing `now + ttl`; otherwise `Conflict`. `release_lease`
+/// clears only the holder's lease.
 pub async fn lease_claim_renew_expire_release(store: &dyn SessionStore) {
     let k = Keys::new("lease");
     let id = k.id("a");
@@ -676,12 +677,21 @@ pub async fn lease_claim_renew_expire_release(store: &dyn SessionStore) {
     let r = store.claim_lease(&id, &b, t(40), ttl).await;
     assert_conflict("claim before the renewed lease expired", &r);
 
+    // The renewed lease ends at t(10) + ttl: still held 1 µs before, free at that instant.
+    let end = truncate_micros(t(10) + ttl_c);
+    let r = store
+        .claim_lease(&id, &b, end - chrono::Duration::microseconds(1), ttl)
+        .await;
+    assert_conflict("claim 1 µs before the lease expires", &r);
     let taken = store
-        .claim_lease(&id, &b, t(42), Duration::from_secs(60))
+        .claim_lease(&id, &b, end, Duration::from_secs(60))
         .await
-        .expect("claim of an expired lease");
+        .expect("claim at the instant the lease expires (expired at now: expires_at <= now)");
     assert_eq!(taken.node, b);
-    assert_eq!(taken.expires_at, truncate_micros(t(102)));
+    assert_eq!(
+        taken.expires_at,
+        truncate_micros(end + chrono::Duration::seconds(60))
+    );
 
     store
         .release_lease(&id, &a)
