@@ -889,3 +889,165 @@ impl Shared {
         *st = State::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> EmulatorConfig {
+        EmulatorConfig {
+            first_ref_ttl: Duration::from_secs(60),
+            next_ref_ttl: Duration::from_secs(20),
+            max_refs: 3,
+            ..EmulatorConfig::fast()
+        }
+    }
+
+    struct FakePage {
+        conn: u64,
+        tx: Tx,
+        rx: mpsc::UnboundedReceiver<Outbound>,
+        device: Option<String>,
+    }
+
+    impl FakePage {
+        fn new(shared: &Shared) -> Self {
+            let (tx, rx) = mpsc::unbounded_channel();
+            FakePage {
+                conn: shared.next_conn_id(),
+                tx,
+                rx,
+                device: None,
+            }
+        }
+
+        fn send(&mut self, shared: &Arc<Shared>, msg: Value) {
+            let msg: ClientMsg = serde_json::from_value(msg).unwrap();
+            self.device = shared.on_message(self.conn, &self.tx, self.device.take(), msg);
+        }
+
+        fn hello(&mut self, shared: &Arc<Shared>, creds: Option<(&str, &str)>) {
+            let creds = creds.map(|(d, s)| json!({"device": d, "secret": s}));
+            self.send(
+                shared,
+                json!({"type": "hello", "static_key": "S1", "creds": creds}),
+            );
+        }
+
+        /// The next frame; `None` for a close.
+        async fn next(&mut self) -> Option<Value> {
+            match self.rx.recv().await {
+                Some(Outbound::Json(v)) => Some(v),
+                _ => None,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refs_rotate_at_60_then_20_seconds_then_go_idle() {
+        let shared = Arc::new(Shared::new(config()));
+        let mut page = FakePage::new(&shared);
+        page.hello(&shared, None);
+        let start = Instant::now();
+        let mut refs = Vec::new();
+        for _ in 0..3 {
+            let frame = page.next().await.unwrap();
+            assert_eq!(frame["type"], "ref");
+            refs.push((frame["ref"].as_str().unwrap().to_owned(), start.elapsed()));
+        }
+        assert_eq!(refs[1].1, Duration::from_secs(60));
+        assert_eq!(refs[2].1, Duration::from_secs(80));
+        assert_ne!(refs[0].0, refs[1].0);
+        assert_eq!(page.next().await.unwrap()["type"], "idle");
+        assert!(page.next().await.is_none(), "the socket closes");
+        assert_eq!(start.elapsed(), Duration::from_secs(100));
+        let dev = &shared.devices()[0];
+        assert_eq!(dev.state, "UNPAIRED_IDLE");
+        assert_eq!(dev.current_ref, None);
+        // An expired ref cannot be scanned.
+        let err = shared
+            .scan(ScanRequest {
+                ref_: Some(refs[0].0.clone()),
+                phone: Some("34600000000".into()),
+                code: None,
+            })
+            .unwrap_err();
+        assert!(matches!(err, ControlError::Expired(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scan_pairs_then_login_connects_and_syncs_and_unlinked_creds_are_refused() {
+        let shared = Arc::new(Shared::new(config()));
+        let mut page = FakePage::new(&shared);
+        page.hello(&shared, None);
+        let r = page.next().await.unwrap()["ref"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let linked = shared
+            .scan(ScanRequest {
+                ref_: Some(r),
+                phone: Some("34600000000".into()),
+                code: None,
+            })
+            .unwrap();
+        let paired = page.next().await.unwrap();
+        assert_eq!(paired["type"], "paired");
+        assert_eq!(paired["phone"], "34600000000");
+        let secret = paired["secret"].as_str().unwrap().to_owned();
+        page.send(
+            &shared,
+            json!({"type": "login", "creds": {"device": linked.device, "secret": secret}}),
+        );
+        assert_eq!(page.next().await.unwrap()["type"], "connected");
+        let mut last = page.next().await.unwrap();
+        while last["type"] == "offline_progress" {
+            last = page.next().await.unwrap();
+        }
+        assert_eq!(last["type"], "synced");
+        assert_eq!(shared.device(&linked.device).unwrap().state, "CONNECTED");
+
+        // A relaunch presents the stored credentials and gets no QR.
+        let mut relaunch = FakePage::new(&shared);
+        relaunch.hello(&shared, Some((&linked.device, &secret)));
+        assert_eq!(relaunch.next().await.unwrap()["type"], "connected");
+        assert!(
+            page.next().await.is_none(),
+            "the older connection is replaced"
+        );
+
+        // After an unlink the same credentials are refused.
+        shared.unlink(&linked.device).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = relaunch.next().await {
+            frames.push(f["type"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            frames.last().map(String::as_str),
+            Some("logout"),
+            "{frames:?}"
+        );
+        let mut again = FakePage::new(&shared);
+        again.hello(&shared, Some((&linked.device, &secret)));
+        assert_eq!(again.next().await.unwrap()["type"], "refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_device_is_refused_until_the_window_passes() {
+        let shared = Arc::new(Shared::new(config()));
+        let mut page = FakePage::new(&shared);
+        page.hello(&shared, None);
+        page.next().await.unwrap();
+        let id = page.device.clone().unwrap();
+        shared.drop_device(&id, 5_000).unwrap();
+        assert!(page.next().await.is_none());
+        let mut early = FakePage::new(&shared);
+        early.hello(&shared, None);
+        assert!(early.next().await.is_none(), "refused during the drop");
+        tokio::time::advance(Duration::from_millis(5_001)).await;
+        let mut late = FakePage::new(&shared);
+        late.hello(&shared, None);
+        assert_eq!(late.next().await.unwrap()["type"], "ref");
+        assert_eq!(late.device.as_deref(), Some(id.as_str()));
+    }
+}
