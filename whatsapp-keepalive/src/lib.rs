@@ -24,14 +24,14 @@
 //! [`whatsapp_core::Clock`].
 
 pub mod config;
-// pub mod engine;
-// pub mod hooks;
+pub mod engine;
+pub mod hooks;
 pub mod policy;
 
 pub use config::{
     BackupSchedule, CheckedConfig, CrashLoopGuard, KeepaliveConfig, KeepaliveMessages,
     KeepaliveTarget, NotificationPolicy, ReconnectPolicy, RuntimeLimits,
 };
-// pub use engine::{EngineDeps, EngineEvent, KeepaliveEngine, SessionSnapshot};
-// pub use hooks::{DirectSender, KeepaliveSender, NoBackup, SessionBackup};
+pub use engine::{EngineDeps, EngineEvent, KeepaliveEngine, SessionSnapshot};
+pub use hooks::{DirectSender, KeepaliveSender, NoBackup, SessionBackup};
 pub use policy::{Action, Call, Check, Failure, Input, LayerStats, SessionHealth, SessionPolicy};

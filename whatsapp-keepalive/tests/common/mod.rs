@@ -1,0 +1,195 @@
+//! Shared set-up of the runtime tests: an engine on the fakes of `whatsapp_core::testing`.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use whatsapp_core::testing::{FakeBrowser, FakeClock, InMemorySessionStore, RecordingNotifier};
+use whatsapp_core::{
+    BrowserSession, Clock, EmailAddress, PhoneNumber, Result, SessionId, SessionRecord,
+    SessionStatus, SessionStore, TenantId, Wid,
+};
+use whatsapp_keepalive::{
+    DirectSender, EngineDeps, KeepaliveConfig, KeepaliveEngine, KeepaliveSender, SessionBackup,
+};
+
+/// A [`SessionBackup`] that records the wall time of every backup.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingBackup {
+    clock: Option<FakeClock>,
+    pub taken: Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>,
+    pub pruned: Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>,
+}
+
+#[async_trait]
+impl SessionBackup for RecordingBackup {
+    async fn backup(&self, session: &SessionId) -> Result<()> {
+        let now = self.clock.as_ref().unwrap().now();
+        self.taken.lock().unwrap().push((session.clone(), now));
+        Ok(())
+    }
+
+    async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {
+        self.pruned.lock().unwrap().push((session.clone(), before));
+        Ok(0)
+    }
+}
+
+/// A [`KeepaliveSender`] that records when each text was sent, then sends it directly.
+#[derive(Debug, Clone, Default)]
+pub struct TimedSender {
+    pub sent: Arc<Mutex<Vec<(tokio::time::Instant, Wid, String)>>>,
+}
+
+#[async_trait]
+impl KeepaliveSender for TimedSender {
+    async fn send(
+        &self,
+        session: &SessionId,
+        browser: &Arc<dyn BrowserSession>,
+        to: &Wid,
+        text: &str,
+    ) -> Result<()> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), to.clone(), text.to_owned()));
+        DirectSender.send(session, browser, to, text).await
+    }
+}
+
+/// An engine on fakes, with a temporary sessions directory.
+pub struct World {
+    pub engine: KeepaliveEngine,
+    pub browser: FakeBrowser,
+    pub store: Arc<InMemorySessionStore>,
+    pub notifier: RecordingNotifier,
+    pub clock: FakeClock,
+    pub backups: RecordingBackup,
+    pub sender: TimedSender,
+    pub dir: tempfile::TempDir,
+}
+
+pub const OWNER: &str = "owner@example.com";
+
+impl World {
+    /// Must run inside a paused-time runtime: the clock follows tokio from `start`.
+    pub fn new(config: KeepaliveConfig, start: &str) -> Self {
+        let clock = FakeClock::following_tokio(start.parse().unwrap());
+        let browser = FakeBrowser::new(42);
+        let store = Arc::new(InMemorySessionStore::new());
+        let notifier = RecordingNotifier::new();
+        let backups = RecordingBackup {
+            clock: Some(clock.clone()),
+            ..RecordingBackup::default()
+        };
+        let sender = TimedSender::default();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = KeepaliveEngine::new(
+            config,
+            EngineDeps {
+                driver: Arc::new(browser.clone()),
+                store: store.clone(),
+                notifier: Arc::new(notifier.clone()),
+                clock: Arc::new(clock.clone()),
+                backup: Arc::new(backups.clone()),
+                sender: Arc::new(sender.clone()),
+                sessions_path: dir.path().to_owned(),
+                seed: 7,
+            },
+        )
+        .unwrap();
+        World {
+            engine,
+            browser,
+            store,
+            notifier,
+            clock,
+            backups,
+            sender,
+            dir,
+        }
+    }
+
+    /// A session linked before (status `ready`, login in its profile), with an owner e-mail.
+    pub async fn linked(&self, name: &str, phone: &str) -> SessionId {
+        let id = SessionId::new(name).unwrap();
+        let phone = PhoneNumber::new(phone).unwrap();
+        let now = self.clock.now();
+        let mut r = SessionRecord::new(id.clone(), TenantId::new("t1").unwrap(), now);
+        r.status = SessionStatus::Ready;
+        r.owner_email = Some(EmailAddress::new(OWNER).unwrap());
+        r.wid = Some(phone.wid());
+        r.last_connected_at = Some(now);
+        self.store.create(&r).await.unwrap();
+        FakeBrowser::write_login(&self.dir.path().join(name), &phone).unwrap();
+        id
+    }
+
+    /// A session never linked, with an owner e-mail.
+    pub async fn fresh(&self, name: &str) -> SessionId {
+        let id = SessionId::new(name).unwrap();
+        let mut r = SessionRecord::new(id.clone(), TenantId::new("t1").unwrap(), self.clock.now());
+        r.owner_email = Some(EmailAddress::new(OWNER).unwrap());
+        self.store.create(&r).await.unwrap();
+        id
+    }
+
+    pub async fn status(&self, id: &SessionId) -> SessionStatus {
+        self.store.get(id).await.unwrap().unwrap().status
+    }
+
+    /// Waits (in simulated time, at most `limit`) until `cond` holds on the fake browser.
+    pub async fn wait_browser(&self, limit: Duration, cond: impl FnMut(&FakeBrowser) -> bool) {
+        tokio::time::timeout(limit, self.browser.wait_until(cond))
+            .await
+            .expect("condition on the fake browser not reached in time");
+    }
+
+    /// Waits until the browser of `id` is up and `CONNECTED`.
+    pub async fn wait_connected(&self, id: &SessionId) {
+        self.wait_browser(Duration::from_secs(60), |b| {
+            b.live(id) && b.state(id) == Some(whatsapp_core::ConnectionState::Connected)
+        })
+        .await;
+    }
+
+    /// Waits (in simulated time, at most `limit`) until the stored status is `want`:
+    /// re-checks the store after every engine event, no polling.
+    pub async fn wait_status(&self, id: &SessionId, want: SessionStatus, limit: Duration) {
+        let mut events = self.engine.subscribe();
+        let wait = async {
+            loop {
+                if self.status(id).await == want {
+                    return;
+                }
+                let _ = events.recv().await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            panic!(
+                "status of {id} is {} after {limit:?}, expected {want}",
+                self.status(id).await
+            );
+        }
+    }
+}
+
+/// The default configuration with the periodic layers pushed out of the way.
+pub fn quiet() -> KeepaliveConfig {
+    let day = Duration::from_secs(24 * 3600);
+    let mut c = KeepaliveConfig::default();
+    c.heartbeat_interval = day;
+    c.watchdog_interval = day;
+    c.activity_interval = day;
+    c.monitoring_interval = day;
+    c.health_check_interval = day;
+    c.backup.enabled = false;
+    c
+}
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const MINUTE: Duration = Duration::from_secs(60);
