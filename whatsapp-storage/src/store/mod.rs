@@ -28,7 +28,8 @@
 //! microsecond precision: `timestamptz` in Postgres, integer microseconds since the Unix
 //! epoch in SQLite. Counters are 64-bit columns checked to fit a `u32`.
 //!
-//! Two more tables are created now for the server's later work (schema only for now):
+//! Two more tables are created now for the server's later work (see [`queue`] for the typed
+//! API):
 //!
 //! - `outbox`: e-mails and webhooks to deliver at least once. Columns: `id`, `kind`
 //!   (`email` | `webhook`), `dedupe_key` (optional, unique: enqueueing the same key twice
@@ -59,13 +60,29 @@ use whatsapp_core::{
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod queue;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresSessionStore;
+pub use postgres::{PostgresMessageQueue, PostgresOutbox, PostgresSessionStore};
+pub use queue::{
+    Enqueued, MessageQueue, NewOutboxItem, NewQueuedMessage, OutboxItem, OutboxKind, OutboxStatus,
+    OutboxStore, QueueStatus, QueuedMessage,
+};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteSessionStore;
+pub use sqlite::{SqliteMessageQueue, SqliteOutbox, SqliteSessionStore};
+
+/// The three stores of one database, shared by the server.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Session records.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The durable outbox (e-mails, webhooks).
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Outgoing WhatsApp messages.
+    pub messages: Arc<dyn MessageQueue>,
+}
 
 /// Opens the session store named by `url` and runs its migrations.
 ///
@@ -75,6 +92,11 @@ pub use sqlite::SqliteSessionStore;
 ///
 /// Any other scheme, or a backend left out at build time, is [`Error::InvalidInput`].
 pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
+    Ok(open(url).await?.sessions)
+}
+
+/// Like [`connect`], with the outbox and the message queue of the same database.
+pub async fn open(url: &str) -> Result<Stores> {
     let scheme = url
         .split(':')
         .next()
@@ -84,7 +106,12 @@ pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
         "sqlite" => {
             #[cfg(feature = "sqlite")]
             {
-                Ok(Arc::new(SqliteSessionStore::connect(url).await?))
+                let store = SqliteSessionStore::connect(url).await?;
+                Ok(Stores {
+                    outbox: Arc::new(store.outbox()),
+                    messages: Arc::new(store.message_queue()),
+                    sessions: Arc::new(store),
+                })
             }
             #[cfg(not(feature = "sqlite"))]
             {
@@ -97,7 +124,12 @@ pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
         "postgres" | "postgresql" => {
             #[cfg(feature = "postgres")]
             {
-                Ok(Arc::new(PostgresSessionStore::connect(url).await?))
+                let store = PostgresSessionStore::connect(url).await?;
+                Ok(Stores {
+                    outbox: Arc::new(store.outbox()),
+                    messages: Arc::new(store.message_queue()),
+                    sessions: Arc::new(store),
+                })
             }
             #[cfg(not(feature = "postgres"))]
             {

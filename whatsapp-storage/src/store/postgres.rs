@@ -102,6 +102,16 @@ impl PostgresSessionStore {
         &self.pool
     }
 
+    /// The outbox in the same database.
+    pub fn outbox(&self) -> PostgresOutbox {
+        PostgresOutbox::new(self.pool.clone())
+    }
+
+    /// The outgoing message queue in the same database.
+    pub fn message_queue(&self) -> PostgresMessageQueue {
+        PostgresMessageQueue::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -117,6 +127,28 @@ impl PostgresSessionStore {
             .map(|row| decode(&row))
             .transpose()
     }
+}
+
+fn row_ts(row: &PgRow, column: &str) -> Result<DateTime<Utc>> {
+    row.try_get(column).map_err(|e| map_sqlx(BACKEND, e))
+}
+
+fn row_opt_ts(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get(column).map_err(|e| map_sqlx(BACKEND, e))
+}
+
+super::queue::impl_queues! {
+    backend: BACKEND,
+    db: Postgres,
+    pool: PgPool,
+    row: PgRow,
+    outbox: PostgresOutbox,
+    queue: PostgresMessageQueue,
+    ts: ts,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
+    // Concurrent workers skip each other's rows instead of queueing behind them.
+    lock_clause: " FOR UPDATE SKIP LOCKED",
 }
 
 fn decode(row: &PgRow) -> Result<SessionRecord> {

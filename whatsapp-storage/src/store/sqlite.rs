@@ -128,6 +128,16 @@ impl SqliteSessionStore {
         &self.pool
     }
 
+    /// The outbox in the same database.
+    pub fn outbox(&self) -> SqliteOutbox {
+        SqliteOutbox::new(self.pool.clone())
+    }
+
+    /// The outgoing message queue in the same database.
+    pub fn message_queue(&self) -> SqliteMessageQueue {
+        SqliteMessageQueue::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -171,16 +181,37 @@ pub(crate) fn from_micros(column: &str, v: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| Error::Corrupt(format!("{column} = {v} is not a valid timestamp")))
 }
 
+fn row_ts(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
+    from_micros(
+        column,
+        row.try_get(column).map_err(|e| map_sqlx(BACKEND, e))?,
+    )
+}
+
+fn row_opt_ts(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(|e| map_sqlx(BACKEND, e))?
+        .map(|v| from_micros(column, v))
+        .transpose()
+}
+
+super::queue::impl_queues! {
+    backend: BACKEND,
+    db: Sqlite,
+    pool: SqlitePool,
+    row: SqliteRow,
+    outbox: SqliteOutbox,
+    queue: SqliteMessageQueue,
+    ts: micros,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
+    // SQLite has one writer at a time: the UPDATE itself is the lock.
+    lock_clause: "",
+}
+
 fn decode(row: &SqliteRow) -> Result<SessionRecord> {
-    let get_ts = |c: &str| -> Result<DateTime<Utc>> {
-        from_micros(c, row.try_get(c).map_err(|e| map_sqlx(BACKEND, e))?)
-    };
-    let get_opt_ts = |c: &str| -> Result<Option<DateTime<Utc>>> {
-        row.try_get::<Option<i64>, _>(c)
-            .map_err(|e| map_sqlx(BACKEND, e))?
-            .map(|v| from_micros(c, v))
-            .transpose()
-    };
+    let get_ts = |c: &str| row_ts(row, c);
+    let get_opt_ts = |c: &str| row_opt_ts(row, c);
     let get = |e| map_sqlx(BACKEND, e);
     SessionRow {
         id: row.try_get("id").map_err(get)?,
