@@ -84,7 +84,7 @@ pub(crate) fn cmdline(pid: u32) -> Vec<String> {
 pub(crate) fn is_browser_on(pid: u32, profile_dir: &Path) -> bool {
     let want = format!("--user-data-dir={}", profile_dir.display());
     let args = cmdline(pid);
-    args.iter().any(|a| *a == want) && !args.iter().any(|a| a.starts_with("--type="))
+    args.contains(&want) && !args.iter().any(|a| a.starts_with("--type="))
 }
 
 /// Every live process whose command line names `profile_dir` as its profile (the browser and
@@ -96,7 +96,7 @@ pub fn processes_on(profile_dir: &Path) -> Vec<u32> {
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_alive(*pid) && cmdline(*pid).iter().any(|a| *a == want))
+        .filter(|pid| is_alive(*pid) && cmdline(*pid).contains(&want))
         .collect()
 }
 

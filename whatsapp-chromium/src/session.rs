@@ -421,7 +421,12 @@ impl BrowserSession for ChromiumSession {
         // Trusted input events, as a user's: a mouse move somewhere in the window, then
         // Shift pressed and released.
         let (x, y) = {
-            let n = Instant::now().elapsed().subsec_nanos() as f64 + f64::from(std::process::id());
+            let n = f64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .subsec_nanos(),
+            );
             (100.0 + n % 600.0, 100.0 + (n / 7.0) % 400.0)
         };
         self.input(
@@ -563,7 +568,12 @@ impl EventTask {
                 }
                 Ok(()) = self.connection_lost.changed() => {
                     if *self.connection_lost.borrow() {
-                        self.die("the DevTools connection to chromium was lost", false).await;
+                        // Usually the browser died: its exit status is the better reason.
+                        let reason = match self.process.wait_exit(Duration::from_secs(1)).await {
+                            Some(report) => report.to_string(),
+                            None => "the DevTools connection to chromium was lost".to_owned(),
+                        };
+                        self.die(&reason, false).await;
                         return;
                     }
                 }
@@ -765,6 +775,5 @@ impl EventTask {
             self.process.kill().await;
         }
         debug!(session = %self.session, "crashed browser cleaned up");
-        let _ = Duration::ZERO;
     }
 }
