@@ -188,8 +188,14 @@
   };
   var Stream = new Model({ available: false, mode: 'QR', info: undefined, displayInfo: 'OPENING' });
   var Cmd = new EventEmitter();
+  Cmd.refreshQR = function () { Socket.reconnect(); };
 
-  var Msg = new (Collection.extend({ model: Model.extend({}) }))();
+  var MsgModel = Model.extend({});
+  var Msg = new (Collection.extend({ model: MsgModel }))();
+  Msg.modelClass = MsgModel;
+  Msg.getMessagesById = function (ids) {
+    return Promise.resolve({ messages: ids.map(function (id) { return Msg.get(id); }).filter(Boolean) });
+  };
   var ChatModel = Model.extend({
     initialize: function () {
       this.set({ msgs: new Collection() }, { silent: true });
@@ -440,7 +446,10 @@
     var chat = Chat.get(wid);
     var created = false;
     if (!chat) {
-      chat = Chat.add({ id: wid, name: undefined, t: Math.floor(Date.now() / 1000), unreadCount: 0, isGroup: wid.isGroup(), archive: false, pin: 0, muteExpiration: 0 });
+      chat = Chat.add({
+        id: wid, name: undefined, formattedTitle: '+' + wid.user, t: Math.floor(Date.now() / 1000),
+        unreadCount: 0, archive: false, pin: 0, isReadOnly: false, mute: { expiration: 0 }
+      });
       created = true;
     }
     return { chat: chat, created: created };
@@ -505,13 +514,16 @@
   });
 
   // ---- the modules of the surface ---------------------------------------------------------
+  Socket.reconnect = function () { attempt = 0; connect(); };
+  Socket.takeover = function () { takeoverNext = true; attempt = 0; connect(); };
+  Socket.logout = function () {
+    if (!send({ type: 'logout' })) logoutFlow();
+  };
+  Socket.poke = function () { if (Socket.state !== 'CONNECTED') Socket.reconnect(); };
+  Stream.markAvailable = function () { sendWhenOnline({ type: 'presence', available: true, implicit: true }); };
+  Stream.markUnavailable = function () { sendWhenOnline({ type: 'presence', available: false, implicit: true }); };
+
   define('WAWebSocketModel', function () {
-    Socket.reconnect = function () { attempt = 0; connect(); };
-    Socket.takeover = function () { takeoverNext = true; attempt = 0; connect(); };
-    Socket.logout = function () {
-      if (!send({ type: 'logout' })) logoutFlow();
-    };
-    Socket.poke = function () { if (Socket.state !== 'CONNECTED') Socket.reconnect(); };
     return {
       Socket: Socket,
       SOCKET_STATE: {
@@ -642,8 +654,6 @@
     };
   });
   define('WAWebStreamModel', function () {
-    Stream.markAvailable = function () { sendWhenOnline({ type: 'presence', available: true }); };
-    Stream.markUnavailable = function () { sendWhenOnline({ type: 'presence', available: false, implicit: true }); };
     return { Stream: Stream, StreamMode: { QR: 'QR', MAIN: 'MAIN', SYNCING: 'SYNCING' } };
   });
   define('WAWebOfflineHandler', function () {
@@ -652,6 +662,79 @@
         getOfflineDeliveryProgress: function () { return offlineProgress; },
         isResumeFromRestartComplete: function () { return Socket.hasSynced; }
       }
+    };
+  });
+
+  // ---- modules the most used client (whatsapp-web.js) also touches ---------------------------
+  define('WAWebAdvSignatureApi', function () {
+    return {
+      getADVSecretKey: function () { return cachedKeys ? cachedKeys.advSecretKey : undefined; }
+    };
+  });
+  define('WAWebMiscBrowserUtils', function () {
+    return {
+      info: function () {
+        var ua = navigator.userAgent;
+        var m = /Chrome\/([\d.]+)/.exec(ua);
+        return { name: 'Chrome', version: m ? m[1] : '', os: /Mac OS/.test(ua) ? 'Mac OS' : /Windows/.test(ua) ? 'Windows' : 'Linux', ua: ua };
+      }
+    };
+  });
+  define('WAWebSyncGatingUtils', function () {
+    return { isPlaceholderMessageResendEnabled: function () { return false; } };
+  });
+  define('WAWebCallCollection', function () {
+    var calls = new Collection();
+    calls._calls = new Map();
+    return calls;
+  });
+  define('WAWebChatGetters', function () {
+    function id(chat) { return createWid(chat.id); }
+    return {
+      getIsNewsletter: function (chat) { return id(chat).isNewsletter(); },
+      getIsBroadcast: function (chat) { return id(chat).isBroadcast(); },
+      getIsGroup: function (chat) { return id(chat).isGroup(); },
+      getIsUser: function (chat) { return id(chat).isUser(); },
+      getKind: function (chat) { return id(chat).isGroup() ? 'group' : 'chat'; }
+    };
+  });
+  define('WALinkify', function () {
+    var URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+    function findLinks(text) {
+      if (typeof text !== 'string') return [];
+      var out = [];
+      var m;
+      URL_RE.lastIndex = 0;
+      while ((m = URL_RE.exec(text))) out.push({ href: m[0], url: m[0], suspiciousCharacters: new Set() });
+      return out;
+    }
+    return { findLinks: findLinks, findLink: function (text) { return findLinks(text)[0] || null; } };
+  });
+  define('WAWebContactGetters', function () {
+    function wid(c) { return createWid(c.id); }
+    return {
+      getIsMe: function (c) { return !!meUser && wid(c).user === meUser.user; },
+      getIsUser: function (c) { return wid(c).isUser(); },
+      getIsGroup: function (c) { return wid(c).isGroup(); },
+      getIsWAContact: function () { return true; },
+      getUserid: function (c) { return wid(c).user; },
+      getVerifiedName: function () { return undefined; },
+      getVerifiedLevel: function () { return undefined; },
+      getStatusMute: function () { return false; },
+      getName: function (c) { return c.name; },
+      getShortName: function (c) { return c.shortName; },
+      getPushname: function (c) { return c.pushname; },
+      getIsEnterprise: function () { return false; }
+    };
+  });
+  define('WAWebFrontendContactGetters', function () {
+    return { getIsMyContact: function (c) { return !!(c && c.isAddressBookContact); } };
+  });
+  define('WAWebApiContact', function () {
+    return {
+      getAlternateUserWid: function () { return null; },
+      getCurrentLid: function (w) { return createWid(createWid(w).user + '@lid'); },
+      getPhoneNumber: function (w) { return createWid(createWid(w).user + '@c.us'); }
     };
   });
 
