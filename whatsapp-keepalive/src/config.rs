@@ -543,8 +543,10 @@ mod tests {
         c.backup.cron = "0 25 * * *".into();
         assert_eq!(field_of(c), "backup.cron");
 
-        let mut c = KeepaliveConfig::default();
-        c.heartbeat_interval = Duration::ZERO;
+        let c = KeepaliveConfig {
+            heartbeat_interval: Duration::ZERO,
+            ..KeepaliveConfig::default()
+        };
         assert_eq!(field_of(c), "heartbeat_interval");
 
         let mut c = KeepaliveConfig::default();

@@ -107,12 +107,14 @@ impl H {
 /// recovery alone.
 fn quiet() -> KeepaliveConfig {
     let day = Duration::from_secs(24 * 3600);
-    let mut c = KeepaliveConfig::default();
-    c.heartbeat_interval = day;
-    c.watchdog_interval = day;
-    c.activity_interval = day;
-    c.monitoring_interval = day;
-    c.health_check_interval = day;
+    let mut c = KeepaliveConfig {
+        heartbeat_interval: day,
+        watchdog_interval: day,
+        activity_interval: day,
+        monitoring_interval: day,
+        health_check_interval: day,
+        ..KeepaliveConfig::default()
+    };
     c.backup.enabled = false;
     c
 }

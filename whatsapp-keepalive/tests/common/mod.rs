@@ -16,12 +16,15 @@ use whatsapp_keepalive::{
     DirectSender, EngineDeps, KeepaliveConfig, KeepaliveEngine, KeepaliveSender, SessionBackup,
 };
 
+/// What a recording hook saw: a session and a wall time.
+pub type Log = Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>;
+
 /// A [`SessionBackup`] that records the wall time of every backup.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingBackup {
     clock: Option<FakeClock>,
-    pub taken: Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>,
-    pub pruned: Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>,
+    pub taken: Log,
+    pub pruned: Log,
 }
 
 #[async_trait]
@@ -181,12 +184,14 @@ impl World {
 /// The default configuration with the periodic layers pushed out of the way.
 pub fn quiet() -> KeepaliveConfig {
     let day = Duration::from_secs(24 * 3600);
-    let mut c = KeepaliveConfig::default();
-    c.heartbeat_interval = day;
-    c.watchdog_interval = day;
-    c.activity_interval = day;
-    c.monitoring_interval = day;
-    c.health_check_interval = day;
+    let mut c = KeepaliveConfig {
+        heartbeat_interval: day,
+        watchdog_interval: day,
+        activity_interval: day,
+        monitoring_interval: day,
+        health_check_interval: day,
+        ..KeepaliveConfig::default()
+    };
     c.backup.enabled = false;
     c
 }
