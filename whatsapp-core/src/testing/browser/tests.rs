@@ -112,9 +112,14 @@ async fn linked_profile_relaunches_without_qr() {
     assert_eq!(s.account_info().await.unwrap().unwrap().wid, phone().wid());
     assert_eq!(b.launches(&id), 2);
     assert_eq!(b.closes(&id), 1);
+    assert_eq!(b.profile_dir(&id), Some(dir.path().join("alice")));
+    let same = b.session(&id).expect("live");
+    assert_eq!(same.state().await.unwrap(), ConnectionState::Connected);
 
     // The login lives in the profile: deleting it loses the login.
-    s.close().await.unwrap();
+    same.close().await.unwrap();
+    assert!(b.session(&id).is_none());
+    assert!(matches!(s.state().await, Err(Error::Unavailable { .. })));
     std::fs::remove_dir_all(dir.path().join("alice")).unwrap();
     let s = b.launch(spec(&dir, "alice")).await.unwrap();
     assert_eq!(s.state().await.unwrap(), ConnectionState::Unpaired);
