@@ -108,3 +108,115 @@ pub async fn assert_no_chromium(profile_dir: &Path) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use whatsapp_chromium::{ChromiumDriver, ChromiumSession};
+use whatsapp_core::{BrowserSession, ConnectionState, DriverEvent};
+use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
+
+/// The phone that scans QRs in these tests (an obviously fake number).
+pub const PHONE: &str = "34600000000";
+/// Another account that has WhatsApp.
+pub const FRIEND: &str = "34600000001";
+/// A number without WhatsApp.
+pub const NOBODY: &str = "34600000009";
+
+/// A test world: an emulator over TLS, reached as `https://web.whatsapp.com/` through
+/// Chromium's host-resolver mapping, and a driver pointed at it.
+pub struct World {
+    pub server: RunningEmulator,
+    pub client: EmulatorClient,
+    pub driver: ChromiumDriver,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new(emulator: EmulatorConfig) -> World {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Emulator::new(emulator).serve_tls(listener).await.unwrap();
+        let client = server.client();
+        let dir = tempfile::tempdir().unwrap();
+        let driver = ChromiumDriver::new(
+            config(dir.path())
+                .arg(format!(
+                    "host-resolver-rules={}",
+                    server.host_resolver_rule()
+                ))
+                .arg("ignore-certificate-errors"),
+        );
+        World {
+            server,
+            client,
+            driver,
+            dir,
+        }
+    }
+
+    pub async fn fast() -> World {
+        World::new(EmulatorConfig::fast()).await
+    }
+
+    pub fn spec(&self, name: &str) -> whatsapp_core::LaunchSpec {
+        spec(self.dir.path(), name)
+    }
+
+    /// Launches on a fresh profile, scans the first QR with [`PHONE`], waits for `Ready`.
+    /// Returns the session and the emulator's device id.
+    pub async fn linked(&self, name: &str) -> (Arc<ChromiumSession>, String) {
+        let session = self.driver.launch_session(self.spec(name)).await.unwrap();
+        let mut events = session.subscribe();
+        let qr = match session.qr().await.unwrap() {
+            Some(qr) => qr,
+            None => {
+                match next_event(&mut events, 30, |e| matches!(e, DriverEvent::Qr { .. })).await {
+                    DriverEvent::Qr { payload } => payload,
+                    _ => unreachable!(),
+                }
+            }
+        };
+        let linked = self.client.scan(qr.reference(), PHONE).await.unwrap();
+        next_event(&mut events, 30, |e| *e == DriverEvent::Ready).await;
+        (session, linked.device)
+    }
+}
+
+/// Waits up to `secs` for an event matching `want`, skipping others.
+pub async fn next_event(
+    rx: &mut broadcast::Receiver<DriverEvent>,
+    secs: u64,
+    want: impl Fn(&DriverEvent) -> bool,
+) -> DriverEvent {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if want(&ev) => return ev,
+                Ok(ev) => seen.push(ev),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(ev) => ev,
+        Err(_) => panic!("no matching event within {secs}s; saw {seen:?}"),
+    }
+}
+
+/// Waits until the session's state is `want`: subscribes first, then reads the current
+/// state, then waits for events.
+pub async fn wait_state(session: &ChromiumSession, want: ConnectionState, secs: u64) {
+    let mut rx = session.subscribe();
+    if session.state().await.unwrap() == want {
+        return;
+    }
+    next_event(
+        &mut rx,
+        secs,
+        |e| matches!(e, DriverEvent::StateChanged { state } if *state == want),
+    )
+    .await;
+}
