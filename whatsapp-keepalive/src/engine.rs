@@ -541,7 +541,13 @@ impl SessionTask {
         shared.snapshot.state = self.policy.state().cloned();
         shared.snapshot.gave_up = self.policy.gave_up();
         shared.snapshot.stats = self.policy.stats();
-        if shared.snapshot.status != SessionStatus::Qr {
+        if shared
+            .snapshot
+            .state
+            .as_ref()
+            .is_some_and(|s| !s.needs_pairing())
+        {
+            // Linked (or linking): the QR is spent.
             shared.snapshot.qr = None;
         }
         shared.browser = self.browser.clone();
@@ -701,6 +707,9 @@ impl SessionTask {
     }
 
     async fn launch(&mut self, inputs: &mut VecDeque<Input>) {
+        // Whatever is still queued is about the previous browser (e.g. the other calls of
+        // the tick that found it crashed): it must not count against the new one.
+        inputs.clear();
         let inner = Arc::clone(&self.inner);
         let limits = &inner.config.runtime;
         let spec = LaunchSpec {

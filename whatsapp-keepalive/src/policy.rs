@@ -19,7 +19,10 @@
 //!   answer; backup follows the cron pattern in its time zone.
 //! - **Drops** are acted on as soon as they are seen (an event, or any check finding the
 //!   state not `CONNECTED`): reconnect attempt 1 at once, then attempts 2..N each after an
-//!   exponential, jittered wait, then a browser relaunch. A crash relaunches at once.
+//!   exponential, jittered wait, then a browser relaunch. A crash relaunches at once; a
+//!   browser that does not answer the health check is relaunched. The backoff keeps growing
+//!   (up to its cap) across the relaunches of one outage, so a long network outage is
+//!   retried ever more slowly instead of tripping the crash-loop guard.
 //! - **Crash-loop guard**: at most `max_relaunches` relaunches within `window`; the next one
 //!   gives up instead: status `error`, one `session_error` e-mail, no more retries until
 //!   [`Input::Reset`].
@@ -497,7 +500,7 @@ impl SessionPolicy {
             }
             Input::Qr(_) => {
                 if self.phase == Phase::Running && !self.linked {
-                    self.set_status(SessionStatus::Qr, &mut out);
+                    self.awaiting_scan(&mut out);
                 }
             }
             Input::LoggedOut => {
@@ -797,7 +800,7 @@ impl SessionPolicy {
             if self.linked {
                 self.logged_out(wall, out);
             } else {
-                self.set_status(SessionStatus::Qr, out);
+                self.awaiting_scan(out);
             }
             return;
         }
@@ -936,6 +939,14 @@ impl SessionPolicy {
             );
         }
         self.set_status(SessionStatus::LoggedOut, out);
+    }
+
+    /// An unlinked session shows a QR: status `qr`, except right after a logout, where
+    /// `logged_out` says more (and stays until the next scan links it again).
+    fn awaiting_scan(&mut self, out: &mut Vec<Action>) {
+        if self.status != SessionStatus::LoggedOut {
+            self.set_status(SessionStatus::Qr, out);
+        }
     }
 
     fn begin_outage(&mut self, now: Instant, out: &mut Vec<Action>) {

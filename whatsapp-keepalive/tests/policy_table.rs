@@ -439,9 +439,13 @@ fn unlinking_from_the_phone_is_a_manual_disconnect() {
     assert_eq!(notifies(&out), [N::WhatsappManualDisconnect]);
     assert!(out.contains(&A::SetStatus(St::LoggedOut)));
     assert!(!h.p.is_linked());
-    // The QR that follows moves the status to `qr`; no further e-mail.
+    // The QR that follows keeps `logged_out` (it says more than `qr`); no further e-mail.
     let out = h.at(11, I::StateChanged(S::Unpaired));
-    assert_eq!(out, [A::SetStatus(St::Qr)]);
+    assert_eq!(out, []);
+    // A new scan links it again: `ready` and `whatsapp_connected`.
+    let out = h.at(60, I::StateChanged(S::Connected));
+    assert_eq!(notifies(&out), [N::WhatsappConnected]);
+    assert!(out.contains(&A::SetStatus(St::Ready)));
 
     let mut h = H::linked();
     let out = h.at(10, I::StateChanged(S::Unpaired));
