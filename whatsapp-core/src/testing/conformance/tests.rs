@@ -48,7 +48,13 @@ async fn memory_sink_passes_the_suite() {
 async fn memory_sink_without_list_or_delete_passes_the_suite() {
     for (list, delete) in [(false, true), (true, false), (false, false)] {
         let sink = MemoryBackupSink::new().with_capabilities(SinkCapabilities { list, delete });
-        backup_sink::run_all(&sink).await;
+        // The cases that depend on capabilities (run_all adds only the 20 MiB case).
+        backup_sink::capabilities_are_honest(&sink).await;
+        backup_sink::list_prefix_ordered(&sink).await;
+        backup_sink::delete_idempotent(&sink).await;
+        backup_sink::put_overwrites(&sink).await;
+        backup_sink::failed_put_leaves_previous(&sink).await;
+        backup_sink::readers_never_see_a_partial_put(&sink).await;
     }
 }
 
