@@ -467,10 +467,9 @@ impl<R: Read> Read for ExactReader<R> {
         let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..max])?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                Error::Conflict("a file shrank while it was archived; archive a snapshot".into()),
-            ));
+            return Err(io::Error::other(Error::Conflict(
+                "a file shrank while it was archived; archive a snapshot".into(),
+            )));
         }
         self.left -= n as u64;
         Ok(n)

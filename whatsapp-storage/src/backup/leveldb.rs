@@ -38,16 +38,8 @@ pub fn check_db(dir: &Path) -> Result<(), String> {
         ));
     }
     let bytes = fs::read(&manifest_path).map_err(|e| format!("{name}: {e}"))?;
-    let records = read_log(&bytes).map_err(|e| format!("{name}: {e}"))?;
-    if records.is_empty() {
-        return Err(format!("{name} holds no version"));
-    }
-    // (level, file number) → size
-    let mut live: BTreeMap<(u32, u64), u64> = BTreeMap::new();
-    for rec in &records {
-        apply_edit(rec, &mut live).map_err(|e| format!("{name}: {e}"))?;
-    }
-    for ((_, number), size) in &live {
+    let state = manifest_state(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    for (number, size) in &state.tables {
         let ldb = dir.join(format!("{number:06}.ldb"));
         let sst = dir.join(format!("{number:06}.sst"));
         let actual = fs::metadata(&ldb)
@@ -65,10 +57,11 @@ pub fn check_db(dir: &Path) -> Result<(), String> {
 
 /// Splits a LevelDB log into its logical records, checking every checksum. A torn record at
 /// the very end (a writer that died mid-write) ends the log, as LevelDB itself does.
-fn read_log(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+fn read_log(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, usize), String> {
     let mut out = Vec::new();
     let mut partial: Option<Vec<u8>> = None;
     let mut pos = 0;
+    let mut complete_end = 0;
     while pos < bytes.len() {
         let left_in_block = BLOCK - pos % BLOCK;
         if left_in_block < HEADER {
@@ -101,7 +94,10 @@ fn read_log(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
         pos += HEADER + len;
         match kind {
-            1 => out.push(payload.to_vec()),
+            1 => {
+                out.push(payload.to_vec());
+                complete_end = pos;
+            }
             2 => partial = Some(payload.to_vec()),
             3 => partial
                 .as_mut()
@@ -113,14 +109,58 @@ fn read_log(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     .ok_or("a last fragment without a first one")?;
                 rec.extend_from_slice(payload);
                 out.push(rec);
+                complete_end = pos;
             }
             other => return Err(format!("unknown record type {other}")),
         }
     }
-    Ok(out)
+    Ok((out, complete_end))
 }
 
-fn apply_edit(rec: &[u8], live: &mut BTreeMap<(u32, u64), u64>) -> Result<(), String> {
+/// The state a manifest describes: live tables and the oldest log still needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ManifestState {
+    /// (file number, size) of every live table.
+    pub tables: Vec<(u64, u64)>,
+    /// Logs numbered at least this hold data not yet in a table.
+    pub min_log: u64,
+    /// Length of the manifest up to its last complete record (a torn tail is dropped).
+    pub complete_len: usize,
+}
+
+/// Parses a manifest (possibly with a torn tail, as copied from a running database).
+pub(crate) fn manifest_state(bytes: &[u8]) -> Result<ManifestState, String> {
+    let (records, complete_len) = read_log(bytes)?;
+    if records.is_empty() {
+        return Err("the manifest holds no version".into());
+    }
+    let mut live: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+    let mut logs = LogNumbers::default();
+    for rec in &records {
+        apply_edit(rec, &mut live, &mut logs)?;
+    }
+    let min_log = match logs.prev {
+        Some(p) if p != 0 => p.min(logs.log),
+        _ => logs.log,
+    };
+    Ok(ManifestState {
+        tables: live.iter().map(|((_, n), s)| (*n, *s)).collect(),
+        min_log,
+        complete_len,
+    })
+}
+
+#[derive(Default)]
+struct LogNumbers {
+    log: u64,
+    prev: Option<u64>,
+}
+
+fn apply_edit(
+    rec: &[u8],
+    live: &mut BTreeMap<(u32, u64), u64>,
+    logs: &mut LogNumbers,
+) -> Result<(), String> {
     let mut r = rec;
     while !r.is_empty() {
         let tag = varint(&mut r)?;
@@ -128,8 +168,10 @@ fn apply_edit(rec: &[u8], live: &mut BTreeMap<(u32, u64), u64>) -> Result<(), St
             1 => {
                 slice(&mut r)?; // comparator name
             }
-            2..=4 | 9 => {
-                varint(&mut r)?; // log number, next file, last sequence, prev log
+            2 => logs.log = varint(&mut r)?,
+            9 => logs.prev = Some(varint(&mut r)?),
+            3 | 4 => {
+                varint(&mut r)?; // next file number, last sequence
             }
             5 => {
                 varint(&mut r)?; // level

@@ -544,11 +544,9 @@ impl BackupManager {
             fs::remove_dir_all(&aside).map_err(|e| io_err("removing", &aside, e))?;
         }
         let had_old = fs::symlink_metadata(profile_dir).is_ok();
-        if had_old {
-            if let Err(e) = fs::rename(profile_dir, &aside) {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(io_err("moving aside", profile_dir, e));
-            }
+        if had_old && let Err(e) = fs::rename(profile_dir, &aside) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(io_err("moving aside", profile_dir, e));
         }
         if let Err(e) = fs::rename(&tmp, profile_dir) {
             if had_old {

@@ -292,16 +292,20 @@ impl Default for SnapshotOptions {
 /// Copies the selected part of `profile` into `staging` (which must be empty or absent) so
 /// that the copy is a consistent state even while a browser writes to the profile.
 ///
-/// The method (copy, compare, verify, retry):
-/// 1. list the selected files (name, size, modification time);
-/// 2. copy them;
-/// 3. list again: if any file other than a LevelDB `.log` appeared, disappeared or changed
-///    size or time, a compaction or a Local Storage commit ran during the copy: start
-///    again. LevelDB `.log` files are append-only and LevelDB recovers a log whose tail is
-///    torn, so a log that grew during the copy is fine;
-/// 4. check every copied LevelDB ([`leveldb::check_db`]): `CURRENT` names a manifest that
-///    parses and every table it lists is present with its recorded size. Otherwise, start
-///    again.
+/// The method relies on how LevelDB writes: table files (`*.ldb`) are immutable once
+/// written and only ever deleted; the manifest and the logs (`*.log`) are append-only; a
+/// reader that finds a torn record at the end of either treats it as the end. So, for each
+/// LevelDB directory of the selection:
+/// 1. read `CURRENT` and copy the manifest it names, cut after its last complete record;
+/// 2. from that copy, compute the live tables and the oldest log still needed, and copy
+///    exactly those tables;
+/// 3. copy the logs from that number on (a prefix of each is fine).
+///
+/// If a file needed in 2 or 3 has vanished, a compaction or memtable flush ran meanwhile:
+/// the whole copy starts again. Files outside LevelDB directories (preferences, IndexedDB
+/// blobs, which are written once) are copied afterwards, so that every blob an IndexedDB
+/// record refers to is already on disk. Finally every copied LevelDB is checked with
+/// [`leveldb::check_db`].
 ///
 /// After [`SnapshotOptions::attempts`] failures: [`Error::Unavailable`] (transient).
 pub fn snapshot_profile(profile: &Path, staging: &Path, opts: &SnapshotOptions) -> Result<usize> {
@@ -315,35 +319,12 @@ pub fn snapshot_profile(profile: &Path, staging: &Path, opts: &SnapshotOptions) 
             fs::remove_dir_all(staging).map_err(|e| io_err("clearing", staging, e))?;
         }
         fs::create_dir_all(staging).map_err(|e| io_err("creating", staging, e))?;
-        let before = list_selection(profile, &include)?;
-        let mut copied = 0;
-        let mut vanished = false;
-        for f in &before {
-            let dst = staging.join(&f.rel);
-            if let Some(parent) = dst.parent() {
-                fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
-            }
-            match copy_file(&f.abs, &dst) {
-                Ok(_) => copied += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    vanished = true;
-                    break;
-                }
-                Err(e) => return Err(io_err("copying", &f.abs, e)),
-            }
-        }
-        if vanished {
-            last_problem = "a file vanished during the copy".into();
-            continue;
-        }
-        let after = list_selection(profile, &include)?;
-        if let Some(change) = first_change(&before, &after) {
-            last_problem = change;
-            continue;
-        }
-        match check_all_leveldbs(staging) {
-            Ok(()) => return Ok(copied),
-            Err(e) => last_problem = e,
+        match copy_selection(profile, staging, &include)? {
+            Err(changed) => last_problem = changed,
+            Ok(copied) => match check_all_leveldbs(staging) {
+                Ok(()) => return Ok(copied),
+                Err(e) => last_problem = e,
+            },
         }
     }
     Err(Error::unavailable(
@@ -355,25 +336,106 @@ pub fn snapshot_profile(profile: &Path, staging: &Path, opts: &SnapshotOptions) 
     ))
 }
 
-fn first_change(before: &[SelectedFile], after: &[SelectedFile]) -> Option<String> {
-    let a: BTreeMap<_, _> = before.iter().map(|f| (&f.rel, f)).collect();
-    let b: BTreeMap<_, _> = after.iter().map(|f| (&f.rel, f)).collect();
-    for (rel, fa) in &a {
-        let is_log = rel.extension().is_some_and(|e| e == "log");
-        match b.get(rel) {
-            None => return Some(format!("{} disappeared", rel.display())),
-            Some(fb) if !is_log && (fa.size != fb.size || fa.mtime != fb.mtime) => {
-                return Some(format!("{} changed", rel.display()));
-            }
-            Some(fb) if is_log && fb.size < fa.size => {
-                return Some(format!("{} shrank", rel.display()));
-            }
-            _ => {}
+/// `Ok(Err(reason))`: something changed under our feet, try again.
+fn copy_selection(
+    profile: &Path,
+    staging: &Path,
+    include: &[PathBuf],
+) -> Result<std::result::Result<usize, String>> {
+    let files = list_selection(profile, include)?;
+    let db_dirs: std::collections::BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|f| f.rel.file_name().is_some_and(|n| n == "CURRENT"))
+        .filter_map(|f| f.rel.parent().map(Path::to_path_buf))
+        .collect();
+    let mut copied = 0;
+    for rel in &db_dirs {
+        match copy_leveldb(&profile.join(rel), &staging.join(rel))? {
+            Ok(n) => copied += n,
+            Err(changed) => return Ok(Err(format!("{}: {changed}", rel.display()))),
         }
     }
-    b.keys()
-        .find(|rel| !a.contains_key(*rel))
-        .map(|rel| format!("{} appeared", rel.display()))
+    for f in &files {
+        if f.rel.parent().is_some_and(|p| db_dirs.contains(p)) {
+            continue;
+        }
+        let dst = staging.join(&f.rel);
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
+        }
+        match copy_file(&f.abs, &dst) {
+            Ok(_) => copied += 1,
+            // Deleted since the listing (a blob collected, a temporary file): not needed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("copying", &f.abs, e)),
+        }
+    }
+    Ok(Ok(copied))
+}
+
+fn copy_leveldb(src: &Path, dst: &Path) -> Result<std::result::Result<usize, String>> {
+    fs::create_dir_all(dst).map_err(|e| io_err("creating", dst, e))?;
+    let gone = |what: &str| Ok(Err(format!("{what} vanished during the copy")));
+    let current = match fs::read(src.join("CURRENT")) {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return gone("CURRENT"),
+        Err(e) => return Err(io_err("reading", &src.join("CURRENT"), e)),
+    };
+    let name = String::from_utf8_lossy(&current).trim_end().to_string();
+    if !name.starts_with("MANIFEST-") || name.contains(['/', '\\']) {
+        return Ok(Err(format!("CURRENT names {name:?}")));
+    }
+    let manifest = match fs::read(src.join(&name)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return gone(&name),
+        Err(e) => return Err(io_err("reading", &src.join(&name), e)),
+    };
+    let state = match leveldb::manifest_state(&manifest) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("{name}: {e}"))),
+    };
+    let w = |p: &Path, data: &[u8]| fs::write(p, data).map_err(|e| io_err("writing", p, e));
+    w(&dst.join(&name), &manifest[..state.complete_len])?;
+    w(&dst.join("CURRENT"), &current)?;
+    let mut copied = 2;
+    for (number, _) in &state.tables {
+        let mut done = false;
+        for ext in ["ldb", "sst"] {
+            let file = format!("{number:06}.{ext}");
+            match copy_file(&src.join(&file), &dst.join(&file)) {
+                Ok(_) => {
+                    done = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("copying", &src.join(&file), e)),
+            }
+        }
+        if !done {
+            return gone(&format!("table {number:06}.ldb"));
+        }
+        copied += 1;
+    }
+    let rd = fs::read_dir(src).map_err(|e| io_err("listing", src, e))?;
+    for entry in rd.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(number) = file
+            .strip_suffix(".log")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if number < state.min_log {
+            continue;
+        }
+        match copy_file(&src.join(file), &dst.join(file)) {
+            Ok(_) => copied += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return gone(file),
+            Err(e) => return Err(io_err("copying", &src.join(file), e)),
+        }
+    }
+    Ok(Ok(copied))
 }
 
 /// Checks every LevelDB (a directory with a `CURRENT` file) under `root`.

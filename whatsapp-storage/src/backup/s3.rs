@@ -253,10 +253,10 @@ impl BackupSink for S3BackupSink {
         let mut out = Vec::new();
         while let Some(m) = stream.next().await {
             let m = m.map_err(map_err)?;
-            if let Some(key) = self.key_of(&m.location) {
-                if key.as_str().starts_with(prefix) {
-                    out.push(self.meta(&key, m));
-                }
+            if let Some(key) = self.key_of(&m.location)
+                && key.as_str().starts_with(prefix)
+            {
+                out.push(self.meta(&key, m));
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
