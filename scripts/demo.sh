@@ -8,4 +8,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq chromium fonts-liberation >/dev/null
 fi
-exec cargo run --release -p whatsapp-examples --example demo -- "$@"
+exec cargo run -p whatsapp-examples --example demo -- "$@"

@@ -1,1 +1,1 @@
-//! Runnable examples of the WhatsApp Web keepalive library.
+//! Runnable examples of the WhatsApp Web keepalive library; see `examples/`.

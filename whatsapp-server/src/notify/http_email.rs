@@ -125,9 +125,12 @@ mod tests {
 
     use super::*;
 
+    /// A received body and its `Authorization` header.
+    type Received = (serde_json::Value, Option<String>);
+
     #[derive(Clone, Default)]
     struct Receiver {
-        got: Arc<Mutex<Vec<(serde_json::Value, Option<String>)>>>,
+        got: Arc<Mutex<Vec<Received>>>,
         status: Arc<Mutex<u16>>,
     }
 

@@ -1,0 +1,58 @@
+//! [`ManagedBackup`]: the keepalive engine's [`SessionBackup`] hook, backed by a
+//! [`BackupManager`] (archive, encrypt, upload, verify, retention).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use whatsapp_core::{Error, Result, SessionId};
+use whatsapp_keepalive::SessionBackup;
+use whatsapp_storage::backup::BackupManager;
+
+/// Backs up `<sessions_path>/<session>` through a [`BackupManager`].
+#[derive(Debug, Clone)]
+pub struct ManagedBackup {
+    manager: Arc<BackupManager>,
+    sessions_path: PathBuf,
+}
+
+impl ManagedBackup {
+    /// Backs up the profiles under `sessions_path` with `manager`.
+    pub fn new(manager: Arc<BackupManager>, sessions_path: impl Into<PathBuf>) -> Self {
+        ManagedBackup {
+            manager,
+            sessions_path: sessions_path.into(),
+        }
+    }
+
+    /// The manager (for restores and listings).
+    pub fn manager(&self) -> &Arc<BackupManager> {
+        &self.manager
+    }
+}
+
+#[async_trait]
+impl SessionBackup for ManagedBackup {
+    async fn backup(&self, session: &SessionId) -> Result<()> {
+        let record = self
+            .manager
+            .backup_session(session, &self.sessions_path.join(session.as_str()))
+            .await?;
+        if record.verified {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!(
+                "backup {} of {session} failed verification: {}",
+                record.key,
+                record.failure.as_deref().unwrap_or("unknown reason")
+            )))
+        }
+    }
+
+    async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {
+        let _ = before; // the manager applies its own retention (the same 30 days by default)
+        let report = self.manager.apply_retention(Some(session)).await?;
+        Ok(report.deleted.len())
+    }
+}
