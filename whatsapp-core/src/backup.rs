@@ -40,10 +40,7 @@ impl BackupKey {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
             if !seg_ok {
-                return Err(Error::invalid(
-                    "backup key",
-                    format!("{key:?} {rule}"),
-                ));
+                return Err(Error::invalid("backup key", format!("{key:?} {rule}")));
             }
         }
         Ok(BackupKey(key))
@@ -148,7 +145,9 @@ mod tests {
     #[test]
     fn keys_cannot_escape() {
         assert!(BackupKey::new("alice/2026-01-01T02-00-00Z-abc.tar.zst").is_ok());
-        for bad in ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/"] {
+        for bad in [
+            "", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/",
+        ] {
             assert!(BackupKey::new(bad).is_err(), "{bad:?}");
         }
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::error::Result;
-use crate::types::{AccountInfo, Ack, ConnectionState, MessageId, PhoneNumber, QrPayload, SessionId, Wid};
+use crate::types::{
+    AccountInfo, Ack, ConnectionState, MessageId, PhoneNumber, QrPayload, SessionId, Wid,
+};
 
 /// What [`BrowserDriver::launch`] needs to start one session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -122,11 +122,7 @@ impl Error {
     }
 
     /// Wraps a backend error, stating whether it is transient.
-    pub fn backend(
-        backend: &'static str,
-        transient: bool,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn backend(backend: &'static str, transient: bool, source: impl Into<BoxError>) -> Self {
         Error::Backend {
             backend,
             transient,

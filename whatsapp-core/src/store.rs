@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::types::{Lease, NodeId, SessionFilter, SessionId, SessionPatch, SessionRecord, SessionStatus};
+use crate::types::{
+    Lease, NodeId, SessionFilter, SessionId, SessionPatch, SessionRecord, SessionStatus,
+};
 
 /// Durable storage of [`SessionRecord`]s.
 ///

@@ -249,7 +249,9 @@ impl Wid {
         })?;
         let user_ok = !user.is_empty()
             && user.len() <= 64
-            && user.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ':');
+            && user
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '-' || c == ':');
         if !user_ok {
             return Err(Error::invalid(
                 FIELD,
@@ -885,10 +887,7 @@ mod tests {
         }
         for bad in ["", "Alice", "a/b", "..", "a.b", "a b", "é", &"x".repeat(65)] {
             let err = SessionId::new(bad).unwrap_err();
-            assert!(
-                err.to_string().contains("a-z, 0-9"),
-                "{bad:?} -> {err}"
-            );
+            assert!(err.to_string().contains("a-z, 0-9"), "{bad:?} -> {err}");
         }
         let json: std::result::Result<SessionId, _> = serde_json::from_str("\"../etc\"");
         assert!(json.is_err());
@@ -899,10 +898,28 @@ mod tests {
         let p = PhoneNumber::new("+34 600-000-000").unwrap();
         assert_eq!(p.digits(), "34600000000");
         assert_eq!(p.wid().to_string(), "34600000000@c.us");
-        assert_eq!(PhoneNumber::new("(1) 555 0100 999").unwrap().digits(), "15550100999");
-        assert!(PhoneNumber::new("0600000000").unwrap_err().to_string().contains("country code"));
-        assert!(PhoneNumber::new("12345").unwrap_err().to_string().contains("7 to 15 digits"));
-        assert!(PhoneNumber::new("34abc000000").unwrap_err().to_string().contains("'a'"));
+        assert_eq!(
+            PhoneNumber::new("(1) 555 0100 999").unwrap().digits(),
+            "15550100999"
+        );
+        assert!(
+            PhoneNumber::new("0600000000")
+                .unwrap_err()
+                .to_string()
+                .contains("country code")
+        );
+        assert!(
+            PhoneNumber::new("12345")
+                .unwrap_err()
+                .to_string()
+                .contains("7 to 15 digits")
+        );
+        assert!(
+            PhoneNumber::new("34abc000000")
+                .unwrap_err()
+                .to_string()
+                .contains("'a'")
+        );
         assert!(PhoneNumber::new("1234567890123456").is_err());
     }
 
@@ -919,8 +936,17 @@ mod tests {
     #[test]
     fn connection_states_round_trip_and_keep_unknowns() {
         for s in [
-            "OPENING", "PAIRING", "UNPAIRED", "UNPAIRED_IDLE", "CONNECTED", "TIMEOUT",
-            "CONFLICT", "UNLAUNCHED", "DEPRECATED_VERSION", "PROXYBLOCK", "TOS_BLOCK",
+            "OPENING",
+            "PAIRING",
+            "UNPAIRED",
+            "UNPAIRED_IDLE",
+            "CONNECTED",
+            "TIMEOUT",
+            "CONFLICT",
+            "UNLAUNCHED",
+            "DEPRECATED_VERSION",
+            "PROXYBLOCK",
+            "TOS_BLOCK",
             "SMB_TOS_BLOCK",
         ] {
             let st = ConnectionState::parse(s);
