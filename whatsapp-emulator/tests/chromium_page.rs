@@ -194,6 +194,12 @@ async fn link_send_check_relaunch_and_unlink_over_tls_on_the_real_origin() {
     assert_eq!(sent[0].ack, 3);
 
     // 4. Activity and presence.
+    // A keepalive also asks for a screen wake lock (it may be refused in headless mode).
+    eval_ok(
+        &page,
+        "navigator.wakeLock.request('screen').then(() => true, () => false)",
+    )
+    .await;
     eval_ok(
         &page,
         "(() => { document.dispatchEvent(new MouseEvent('mousemove', { bubbles: true, clientX: 10, clientY: 20 })); document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Shift', bubbles: true })); return true; })()",
@@ -212,6 +218,7 @@ async fn link_send_check_relaunch_and_unlink_over_tls_on_the_real_origin() {
                     d.activity.mousemove >= 1
                         && d.activity.keydown_shift >= 1
                         && d.presence_count >= 1
+                        && d.activity.wakelock >= 1
                 })
                 .cloned()
         })
@@ -340,6 +347,21 @@ async fn reconnect_retries_immediately() {
     )
     .await;
     wait_value(&page, STATE, json!("CONNECTED")).await;
+
+    // Socket.logout() unlinks from the page side.
+    eval_ok(
+        &page,
+        "window.require('WAWebSocketModel').Socket.logout(), true",
+    )
+    .await;
+    wait_value(
+        &page,
+        "location.search.includes('post_logout=1')",
+        json!(true),
+    )
+    .await;
+    wait_value(&page, STATE, json!("UNPAIRED")).await;
+    assert!(!server.client().device(&device).await.unwrap().linked);
     browser.close().await;
 }
 
