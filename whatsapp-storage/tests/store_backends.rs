@@ -16,8 +16,8 @@ use whatsapp_core::MessageId;
 use whatsapp_core::testing::conformance;
 use whatsapp_core::types::truncate_micros;
 use whatsapp_core::{
-    EmailAddress, Error, Lease, NodeId, SessionId, SessionPatch, SessionRecord, SessionStatus,
-    SessionStore, TenantId, Wid,
+    EmailAddress, Error, Lease, NodeId, SessionFilter, SessionId, SessionPatch, SessionRecord,
+    SessionStatus, SessionStore, TenantId, Wid,
 };
 use whatsapp_storage::store::{
     self, MessageQueue, NewOutboxItem, NewQueuedMessage, OutboxKind, OutboxStatus, OutboxStore,
@@ -839,4 +839,106 @@ async fn unreachable_postgres_is_a_transient_error() {
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures, not assertions. Run with:
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//     cargo test -p whatsapp-storage --test store_backends -- --ignored --nocapture throughput
+// Prints the mean latency of each operation (one caller, sequential) and writes the figures
+// to target/store-throughput.txt.
+
+async fn measure(backend: &str, store: &dyn SessionStore) -> String {
+    const N: usize = 300;
+    let ids: Vec<SessionId> = (0..N).map(|i| sid(&format!("bench-{i}"))).collect();
+    let mut out = String::new();
+    let mut time_n = |op: &str, n: usize, elapsed: std::time::Duration| {
+        let line = format!(
+            "{backend:8} {op:14} {n:4} ops  {:8.1} µs/op\n",
+            elapsed.as_secs_f64() * 1e6 / n as f64
+        );
+        print!("{line}");
+        out.push_str(&line);
+    };
+    let start = std::time::Instant::now();
+    for id in &ids {
+        store
+            .create(&SessionRecord::new(
+                id.clone(),
+                TenantId::new("t").unwrap(),
+                t0(),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut time = |op: &str, elapsed| time_n(op, N, elapsed);
+    time("create", start.elapsed());
+    let start = std::time::Instant::now();
+    for id in &ids {
+        store.get(id).await.unwrap().unwrap();
+    }
+    time("get", start.elapsed());
+    let start = std::time::Instant::now();
+    for id in &ids {
+        let patch = SessionPatch {
+            last_seen_at: Some(t0()),
+            ..SessionPatch::default()
+        };
+        store.update(id, &patch, t0()).await.unwrap();
+    }
+    time("update", start.elapsed());
+    let start = std::time::Instant::now();
+    for id in &ids {
+        store
+            .transition(id, &[SessionStatus::Created], SessionStatus::Starting, t0())
+            .await
+            .unwrap();
+    }
+    time("transition", start.elapsed());
+    let start = std::time::Instant::now();
+    for id in &ids {
+        store
+            .claim_lease(id, &node("node-a"), t0(), Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    time("claim_lease", start.elapsed());
+    let start = std::time::Instant::now();
+    for _ in 0..N / 10 {
+        assert_eq!(store.list(&SessionFilter::all()).await.unwrap().len(), N);
+    }
+    time_n("list 300 rows", N / 10, start.elapsed());
+    out
+}
+
+#[tokio::test]
+#[ignore = "prints figures; run explicitly with --ignored"]
+async fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteSessionStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    let mut report = measure("sqlite", &sqlite).await;
+    let admin = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let name = format!("wa_store_bench_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    let pg = PostgresSessionStore::connect(url.as_str()).await.unwrap();
+    report.push_str(&measure("postgres", &pg).await);
+    pg.close().await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/store-throughput.txt");
+    std::fs::write(&path, report).unwrap();
+    println!("wrote {}", path.display());
 }
