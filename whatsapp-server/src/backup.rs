@@ -51,8 +51,7 @@ impl SessionBackup for ManagedBackup {
     }
 
     async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {
-        let _ = before; // the manager applies its own retention (the same 30 days by default)
-        let report = self.manager.apply_retention(Some(session)).await?;
+        let report = self.manager.prune_before(Some(session), before).await?;
         Ok(report.deleted.len())
     }
 }

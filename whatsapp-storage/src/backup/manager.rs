@@ -344,6 +344,21 @@ impl BackupManager {
     /// session in the sink, never a session's newest verified backup. Archives without a
     /// record (an interrupted backup) are deleted by the same age rule, read from their key.
     pub async fn apply_retention(&self, id: Option<&SessionId>) -> Result<RetentionReport> {
+        let cutoff = self.clock.now()
+            - chrono::Duration::from_std(self.config.retention)
+                .map_err(|_| Error::invalid("backup retention", "out of range"))?;
+        self.prune_before(id, cutoff).await
+    }
+
+    /// Deletes backups taken before `cutoff`, for one session or (with `None`) every session
+    /// in the sink, never a session's newest verified backup (the same rule as
+    /// [`BackupManager::apply_retention`], with the cut-off given by the caller — the keepalive
+    /// engine's retention setting).
+    pub async fn prune_before(
+        &self,
+        id: Option<&SessionId>,
+        cutoff: DateTime<Utc>,
+    ) -> Result<RetentionReport> {
         let sessions: Vec<String> = match id {
             Some(id) => vec![id.to_string()],
             None => {
@@ -357,9 +372,6 @@ impl BackupManager {
                 s.into_iter().collect()
             }
         };
-        let cutoff = self.clock.now()
-            - chrono::Duration::from_std(self.config.retention)
-                .map_err(|_| Error::invalid("backup retention", "out of range"))?;
         let mut report = RetentionReport::default();
         for s in sessions {
             let Ok(sid) = SessionId::new(&s) else {
