@@ -12,7 +12,7 @@
 //! - [`manager`]: [`BackupManager`], which backs up, verifies, lists, applies retention
 //!   and restores on top of any sink.
 //!
-//! The operator's guide is `BACKUPS.md` at the root of this crate.
+//! The operator's runbook is the "Backups and restore" section of `docs/operations.md`.
 
 pub mod archive;
 pub mod crypto;
