@@ -1,0 +1,94 @@
+//! `whatsapp-server`: the deployable service's binary. It parses the command line and calls
+//! the libraries; everything else lives in `whatsapp_server` and the crates it wires.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use whatsapp_emulator::{Emulator, EmulatorConfig};
+
+/// Keeps WhatsApp Web sessions connected around the clock.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the WhatsApp Web emulator alone (for tests, demos and your own integration tests).
+    ///
+    /// With --tls it serves HTTPS with a self-signed certificate for web.whatsapp.com; point
+    /// Chromium at it with --host-resolver-rules="MAP web.whatsapp.com ADDR" and
+    /// --ignore-certificate-errors. The control API is under /_emulator/ (docs/emulator.md).
+    Emulator {
+        /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:4010")]
+        listen: SocketAddr,
+        /// Serve HTTPS with a self-signed certificate instead of plain HTTP.
+        #[arg(long)]
+        tls: bool,
+        /// Short QR lifetimes and delays, for tests.
+        #[arg(long)]
+        fast: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Emulator { listen, tls, fast } => emulator(listen, tls, fast).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("whatsapp-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves the emulator until SIGINT/SIGTERM.
+async fn emulator(listen: SocketAddr, tls: bool, fast: bool) -> std::io::Result<()> {
+    let config = if fast {
+        EmulatorConfig::fast()
+    } else {
+        EmulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let emulator = Emulator::new(config);
+    let running = if tls {
+        emulator.serve_tls(listener).await?
+    } else {
+        emulator.serve(listener).await?
+    };
+    println!("emulator listening on {}", running.url());
+    if tls {
+        println!(
+            "chromium: --host-resolver-rules=\"{}\" --ignore-certificate-errors, then open {}",
+            running.host_resolver_rule(),
+            running.page_url()
+        );
+    }
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
