@@ -25,6 +25,11 @@ pub struct ChromiumConfig {
     /// Pass `--no-sandbox` (needed when running as root, e.g. in most containers). Default:
     /// `true` when this process runs as root.
     pub no_sandbox: bool,
+    /// Add the switches of [`crate::flags::BASE_FLAGS`] (default `true`). `false` runs
+    /// Chromium with its own defaults plus only what is needed to run at all (headless,
+    /// sandbox, profile, DevTools, user agent, [`ChromiumConfig::extra_args`]); the `launch`
+    /// benchmark compares the two.
+    pub tuned_flags: bool,
     /// More Chromium switches, appended after ours. Written with or without the leading `--`
     /// (`ignore-certificate-errors` and `--ignore-certificate-errors` are the same switch).
     pub extra_args: Vec<String>,
@@ -58,6 +63,7 @@ impl Default for ChromiumConfig {
             executable: PathBuf::from(DEFAULT_EXECUTABLE),
             headless: true,
             no_sandbox: rustix::process::getuid().is_root(),
+            tuned_flags: true,
             extra_args: Vec::new(),
             url: WHATSAPP_WEB_URL.to_owned(),
             user_agent: None,
@@ -100,6 +106,7 @@ impl fmt::Debug for ChromiumConfig {
             .field("executable", &self.executable)
             .field("headless", &self.headless)
             .field("no_sandbox", &self.no_sandbox)
+            .field("tuned_flags", &self.tuned_flags)
             .field("extra_args", &args)
             .field("url", &redact(&self.url))
             .field("user_agent", &self.user_agent)

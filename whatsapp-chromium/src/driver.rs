@@ -78,7 +78,7 @@ impl ChromiumDriver {
             .await
             .map_err(|e| Error::backend("chromium", false, format!("profile lock files: {e}")))?;
         let user_agent = self.user_agent().await;
-        let args = flags::command_line(cfg, &profile_dir, user_agent.as_deref(), false);
+        let args = flags::command_line(cfg, &profile_dir, user_agent.as_deref(), !cfg.tuned_flags);
         let tmp_dir = temp_dir_for(&cfg.temp_root, &profile_dir);
         info!(session = %spec.session, profile = %profile_dir.display(), "launching chromium");
         let process = Arc::new(

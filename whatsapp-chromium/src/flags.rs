@@ -79,8 +79,35 @@ pub fn command_line(
         args.push(format!("--user-agent={ua}"));
     }
     args.extend(config.extra_args.iter().map(|a| normalise(a)));
+    let mut args = merge_feature_lists(args);
     args.push("about:blank".to_owned());
     args
+}
+
+/// Chromium reads only the last `--disable-features=` (and `--enable-features=`): merge
+/// every occurrence into one, so that extra arguments add to ours instead of replacing them.
+fn merge_feature_lists(args: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(args.len());
+    for arg in args {
+        let merged = ["--disable-features=", "--enable-features="]
+            .into_iter()
+            .find(|prefix| arg.starts_with(prefix))
+            .and_then(|prefix| {
+                let pos = out.iter().position(|a| a.starts_with(prefix))?;
+                Some((pos, prefix))
+            });
+        match merged {
+            Some((pos, prefix)) => {
+                let extra = &arg[prefix.len()..];
+                if !extra.is_empty() {
+                    out[pos].push(',');
+                    out[pos].push_str(extra);
+                }
+            }
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 /// A desktop Chrome user agent (macOS, as the reference client uses) for a Chromium major
@@ -146,6 +173,27 @@ mod tests {
         assert!(
             args.iter()
                 .all(|a| a.starts_with("--") || a == "about:blank")
+        );
+    }
+
+    #[test]
+    fn feature_lists_are_merged_not_replaced() {
+        let cfg = ChromiumConfig::default()
+            .arg("disable-features=LocalNetworkAccessChecks")
+            .arg("--enable-features=A")
+            .arg("--enable-features=B");
+        let args = command_line(&cfg, Path::new("/p"), None, false);
+        let disabled: Vec<_> = args
+            .iter()
+            .filter(|a| a.starts_with("--disable-features="))
+            .collect();
+        assert_eq!(disabled.len(), 1, "{args:?}");
+        assert!(
+            disabled[0].contains("Translate") && disabled[0].ends_with(",LocalNetworkAccessChecks")
+        );
+        assert!(
+            args.contains(&"--enable-features=A,B".to_owned()),
+            "{args:?}"
         );
     }
 

@@ -114,11 +114,27 @@ pub fn bridge_script(ready_timeout: Duration) -> String {
 }
 
 /// Wraps an async function body into an expression for `Runtime.evaluate` (with
-/// `awaitPromise`) that never throws: it resolves to `{ok}`, `{missing}` or `{error}`.
-pub fn operation(body: &str) -> String {
+/// `awaitPromise`) that never throws: it resolves to `{ok}`, `{missing}`, `{loading}` or
+/// `{error}`.
+///
+/// The body runs once the app is loaded (`window.Debug.VERSION`, `window.require` and
+/// `WAWebSocketModel`), waiting for at most `wait`: a call made while the page reloads (after
+/// a logout, say) lands in the new document and must not mistake "not loaded yet" for "module
+/// renamed".
+pub fn operation(body: &str, wait: Duration) -> String {
+    let wait_ms = wait.as_millis();
     format!(
         r#"(async () => {{
   {PRELUDE}
+  const until = Date.now() + {wait_ms};
+  for (;;) {{
+    let socket;
+    const loaded = !!(window.Debug && window.Debug.VERSION && typeof window.require === 'function');
+    if (loaded) {{ try {{ socket = need('WAWebSocketModel').Socket; }} catch (e) {{ socket = undefined; }} }}
+    if (socket) break;
+    if (Date.now() >= until) return loaded ? {{ missing: 'WAWebSocketModel' }} : {{ loading: true }};
+    await new Promise((r) => setTimeout(r, 50));
+  }}
   try {{
     const value = await (async () => {{ {body} }})();
     return {{ ok: value === undefined ? null : value }};

@@ -96,8 +96,19 @@ pub fn processes_on(profile_dir: &Path) -> Vec<u32> {
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_alive(*pid) && cmdline(*pid).contains(&want))
+        .filter(|pid| is_alive(*pid) && names_profile(&cmdline(*pid), &want))
         .collect()
+}
+
+/// Whether a command line holds the switch `want`. Zygote-forked helpers (renderers)
+/// rewrite their title, so their `/proc/<pid>/cmdline` is one string with spaces.
+fn names_profile(args: &[String], want: &str) -> bool {
+    args.iter().any(|a| {
+        a == want
+            || a.ends_with(&format!(" {want}"))
+            || a.contains(&format!(" {want} "))
+            || a.starts_with(&format!("{want} "))
+    })
 }
 
 pub(crate) fn signal(pid: u32, sig: Signal) -> io::Result<()> {
@@ -256,6 +267,26 @@ mod tests {
             .unwrap();
         assert!(dir.path().join("SingletonLock").symlink_metadata().is_err());
         assert!(is_alive(me));
+    }
+
+    #[test]
+    fn profile_switch_is_found_in_rewritten_titles_too() {
+        let want = "--user-data-dir=/data/s/alice";
+        assert!(names_profile(&["chromium".into(), want.into()], want));
+        assert!(names_profile(
+            &[format!(
+                "/usr/lib/chromium/chromium --type=renderer {want} --lang=en"
+            )],
+            want
+        ));
+        assert!(!names_profile(
+            &["--user-data-dir=/data/s/alice2".into()],
+            want
+        ));
+        assert!(!names_profile(
+            &["chromium --type=renderer --user-data-dir=/data/s/alice2 --x".into()],
+            want
+        ));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub(crate) struct Progress {
 /// What the event task knows, shared with the handle.
 #[derive(Debug, Default)]
 struct Shared {
+    version: Option<String>,
     state: Option<ConnectionState>,
     synced: bool,
     logged_out: bool,
@@ -152,6 +153,8 @@ struct OpAnswer {
     #[serde(default)]
     ok: serde_json::Value,
     missing: Option<String>,
+    #[serde(default)]
+    loading: bool,
     error: Option<String>,
 }
 
@@ -235,6 +238,11 @@ impl ChromiumSession {
         self.process.process_group()
     }
 
+    /// `window.Debug.VERSION` of the page, as last loaded.
+    pub fn whatsapp_version(&self) -> Option<String> {
+        self.shared.lock().ok()?.version.clone()
+    }
+
     /// The profile directory this browser runs on.
     pub fn profile_dir(&self) -> &Path {
         &self.profile_dir
@@ -264,27 +272,40 @@ impl ChromiumSession {
     async fn run(&self, what: &str, body: &str) -> Result<serde_json::Value> {
         self.check()?;
         let started = Instant::now();
-        let params = EvaluateParams::builder()
-            .expression(js::operation(body))
-            .await_promise(true)
-            .return_by_value(true)
-            .user_gesture(true)
-            .build()
-            .map_err(|e| Error::backend("chromium", false, e))?;
         let limit = self.config.call_timeout;
-        let response = match tokio::time::timeout(limit, self.page.execute(params)).await {
-            Err(_) => {
-                self.check()?;
-                return Err(Error::Timeout {
-                    what: format!("{what} in WhatsApp Web"),
-                    after: limit,
-                });
+        let deadline = started + limit;
+        // One retry: an evaluation can land in a document that a navigation destroys.
+        let mut attempts = 0;
+        let response = loop {
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = left.saturating_sub(Duration::from_secs(1));
+            let params = EvaluateParams::builder()
+                .expression(js::operation(body, wait))
+                .await_promise(true)
+                .return_by_value(true)
+                .user_gesture(true)
+                .build()
+                .map_err(|e| Error::backend("chromium", false, e))?;
+            match tokio::time::timeout_at(deadline, self.page.execute(params)).await {
+                Err(_) => {
+                    self.check()?;
+                    return Err(Error::Timeout {
+                        what: format!("{what} in WhatsApp Web"),
+                        after: limit,
+                    });
+                }
+                Ok(Err(e)) => {
+                    self.check()?;
+                    let text = e.to_string();
+                    if attempts < 2 && (text.contains("context") || text.contains("navigat")) {
+                        debug!(session = %self.id, error = %text, "evaluation lost to a navigation; retrying");
+                        continue;
+                    }
+                    return Err(Error::backend("chromium", true, e));
+                }
+                Ok(Ok(r)) => break r.result,
             }
-            Ok(Err(e)) => {
-                self.check()?;
-                return Err(Error::backend("chromium", true, e));
-            }
-            Ok(Ok(r)) => r.result,
         };
         if let Some(ex) = response.exception_details {
             return Err(Error::backend(
@@ -297,6 +318,12 @@ impl ChromiumSession {
         let answer: OpAnswer = serde_json::from_value(value).map_err(|e| {
             Error::backend("chromium", false, format!("{what}: unexpected answer: {e}"))
         })?;
+        if answer.loading {
+            return Err(Error::Timeout {
+                what: format!("WhatsApp Web to load (window.Debug.VERSION) before {what}"),
+                after: started.elapsed(),
+            });
+        }
         if let Some(module) = answer.missing {
             return Err(Error::ModuleMissing {
                 module,
@@ -614,6 +641,7 @@ impl EventTask {
                 state,
                 synced,
             } => {
+                shared.version = Some(version.clone());
                 self.progress.send_modify(|p| {
                     p.loaded = Some(version);
                     p.installed = true;

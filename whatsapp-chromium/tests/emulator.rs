@@ -345,3 +345,45 @@ async fn a_pairing_code_links_without_a_qr() {
     session.close().await.unwrap();
     assert_no_chromium(&spec.profile_dir).await;
 }
+
+#[tokio::test]
+async fn a_pinned_copy_of_the_page_works_with_the_live_server_behind_it() {
+    let world = World::fast().await;
+    // Save the page as served now, then pin it: only the HTML of https://web.whatsapp.com/
+    // comes from the copy; scripts and the socket still come from the server.
+    let html = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .get(format!("{}/", world.server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // A document served by interception has no IP address space of its own, so Chromium's
+    // Local Network Access checks would refuse its WebSocket to 127.0.0.1 (the real site is
+    // public; this only concerns the test set-up).
+    let driver = whatsapp_chromium::ChromiumDriver::new(
+        whatsapp_chromium::ChromiumConfig {
+            pinned_html: Some(html.into()),
+            ..world.driver.config().clone()
+        }
+        .arg("disable-features=LocalNetworkAccessChecks"),
+    );
+    let spec = world.spec("pinned");
+    let session = driver.launch_session(spec.clone()).await.unwrap();
+    let mut events = session.subscribe();
+    let qr = match session.qr().await.unwrap() {
+        Some(qr) => qr,
+        None => match next_event(&mut events, 30, |e| matches!(e, DriverEvent::Qr { .. })).await {
+            DriverEvent::Qr { payload } => payload,
+            _ => unreachable!(),
+        },
+    };
+    world.client.scan(qr.reference(), PHONE).await.unwrap();
+    next_event(&mut events, 30, |e| *e == DriverEvent::Ready).await;
+    session.close().await.unwrap();
+    assert_no_chromium(&spec.profile_dir).await;
+}

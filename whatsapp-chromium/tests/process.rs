@@ -254,3 +254,94 @@ async fn chromium_dies_with_our_process_even_on_sigkill() {
     child.wait().await.unwrap();
     assert_no_chromium(&profile).await;
 }
+
+#[tokio::test]
+async fn a_renderer_crash_is_reported_and_the_browser_is_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = ChromiumDriver::new(ChromiumConfig {
+        url: minimal_app("CONNECTED"),
+        ..config(dir.path())
+    });
+    let spec = spec(dir.path(), "renderer");
+    let session = driver.launch_session(spec.clone()).await.unwrap();
+    let mut events = session.subscribe();
+    let renderers: Vec<u32> = chromium_on(&spec.profile_dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("--type=renderer"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(!renderers.is_empty(), "no renderer found");
+    for pid in renderers {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    let reason = match next_event(&mut events, 10, |e| {
+        matches!(e, whatsapp_core::DriverEvent::Crashed { .. })
+    })
+    .await
+    {
+        whatsapp_core::DriverEvent::Crashed { reason } => reason,
+        _ => unreachable!(),
+    };
+    assert!(reason.contains("renderer"), "{reason}");
+    assert!(matches!(session.state().await, Err(Error::Crashed(_))));
+    // The browser itself is closed too: the handle is dead.
+    assert_no_chromium(&spec.profile_dir).await;
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pinned_page_is_served_for_the_url_without_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of 127.0.0.1: only the pinned copy can make this load.
+    let html = "<script>window.Debug = { VERSION: '2.3000.0-pinned' };\
+        const Socket = { state: 'CONNECTED', hasSynced: true, on() {} };\
+        window.require = (n) => { if (n === 'WAWebSocketModel') return { Socket };\
+        throw new Error('unknown ' + n); };</script>";
+    let driver = ChromiumDriver::new(
+        ChromiumConfig {
+            pinned_html: Some(html.into()),
+            ..config(dir.path())
+        }
+        .arg("host-resolver-rules=MAP web.whatsapp.com 127.0.0.1:9"),
+    );
+    let spec = spec(dir.path(), "pinned");
+    let session = driver.launch_session(spec.clone()).await.unwrap();
+    assert_eq!(
+        session.whatsapp_version().as_deref(),
+        Some("2.3000.0-pinned")
+    );
+    assert!(session.state().await.unwrap().is_connected());
+    session.close().await.unwrap();
+    assert_no_chromium(&spec.profile_dir).await;
+}
+
+#[tokio::test]
+async fn an_operation_on_a_renamed_module_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = ChromiumDriver::new(ChromiumConfig {
+        url: minimal_app("CONNECTED"),
+        ..config(dir.path())
+    });
+    let spec = spec(dir.path(), "op-missing");
+    let session = driver.launch(spec.clone()).await.unwrap();
+    // The minimal page has WAWebSocketModel only.
+    match session.account_info().await {
+        Err(Error::ModuleMissing { module, .. }) => assert_eq!(module, "WAWebUserPrefsMeUser"),
+        other => panic!("expected ModuleMissing, got {other:?}"),
+    }
+    match session
+        .number_exists(&whatsapp_core::PhoneNumber::new("34600000001").unwrap())
+        .await
+    {
+        Err(Error::ModuleMissing { module, .. }) => assert_eq!(module, "WAWebWidFactory"),
+        other => panic!("expected ModuleMissing, got {other:?}"),
+    }
+    session.close().await.unwrap();
+    assert_no_chromium(&spec.profile_dir).await;
+}
