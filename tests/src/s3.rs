@@ -82,7 +82,9 @@ impl MotoServer {
     fn request(&self, method: &str, path: &str) -> Option<u16> {
         let host = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(host).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -7,8 +7,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use whatsapp_chromium::{ChromiumConfig, ChromiumDriver};
 use whatsapp_core::{
-    BrowserDriver, BrowserSession, ConnectionState, DriverEvent, LaunchSpec, PhoneNumber,
-    SessionId,
+    BrowserDriver, BrowserSession, ConnectionState, DriverEvent, LaunchSpec, PhoneNumber, SessionId,
 };
 use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
 
@@ -108,7 +107,10 @@ pub fn chromium_config(emulator: &RunningEmulator) -> ChromiumConfig {
          scripts/install-deps.sh) or set CHROMIUM_PATH"
     );
     let mut config = ChromiumConfig::default()
-        .arg(format!("host-resolver-rules={}", emulator.host_resolver_rule()))
+        .arg(format!(
+            "host-resolver-rules={}",
+            emulator.host_resolver_rule()
+        ))
         .arg("ignore-certificate-errors");
     config.executable = executable.into();
     config

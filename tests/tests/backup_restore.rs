@@ -30,7 +30,10 @@ async fn backup_running_session_then_restore_without_qr(
         .backup_session(&id, &stack.profile(&id))
         .await
         .expect("backup of a running session");
-    assert!(record.verified, "the backup failed verification: {record:?}");
+    assert!(
+        record.verified,
+        "the backup failed verification: {record:?}"
+    );
     assert!(record.encrypted);
     session.close().await.expect("graceful close");
 
@@ -85,7 +88,10 @@ async fn restore_from_local_backup_reconnects_without_qr() {
     let session = stack.launch(&fresh).await;
     let mut events = session.subscribe();
     wait_for_state(session.as_ref(), &mut events, ConnectionState::Unpaired).await;
-    assert!(session.qr().await.unwrap().is_some(), "a fresh profile shows a QR");
+    assert!(
+        session.qr().await.unwrap().is_some(),
+        "a fresh profile shows a QR"
+    );
     session.close().await.unwrap();
 }
 
