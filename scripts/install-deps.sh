@@ -2,6 +2,7 @@
 # Installs what the build and the tests need on a fresh Debian machine of this kind:
 # Chromium, and moto's S3 server for the S3 backup tests. Idempotent.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -19,6 +20,14 @@ if ! command -v moto_server >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]==5.*'
 fi
 command -v moto_server >/dev/null 2>&1 || { echo "FATAL: moto_server could not be installed" >&2; exit 1; }
+
+# whatsapp-web.js 1.34.7, the reference client the emulator is checked against (never
+# let puppeteer download a browser: it runs on the Chromium installed above).
+command -v node >/dev/null 2>&1 || { echo "FATAL: node is required for the whatsapp-web.js compatibility test" >&2; exit 1; }
+if [ ! -d whatsapp-emulator/compat/node_modules/whatsapp-web.js ]; then
+    echo "installing whatsapp-web.js with npm ci"
+    (cd whatsapp-emulator/compat && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     echo "installing cargo-nextest"

@@ -1,9 +1,11 @@
 //! whatsapp-web.js 1.34.7 (the reference client, on the same Chromium) against the emulator:
 //! QR emitted, `ready` after a scan, a text sent and delivered.
 //!
-//! Needs node and the client installed once:
-//! `(cd whatsapp-emulator/compat && PUPPETEER_SKIP_DOWNLOAD=1 npm ci)`, then
-//! `cargo test -p whatsapp-emulator --test wwebjs_compat -- --ignored`.
+//! Needs node and the client installed once (`scripts/install-deps.sh` does it):
+//! `(cd whatsapp-emulator/compat && PUPPETEER_SKIP_DOWNLOAD=1 npm ci)`. Without them the test
+//! fails, naming the command.
+
+mod common;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -12,7 +14,6 @@ use std::time::Duration;
 use whatsapp_emulator::{Emulator, EmulatorConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs node and `npm ci` in whatsapp-emulator/compat"]
 async fn whatsapp_web_js_links_and_sends_a_text() {
     let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
     assert!(
@@ -40,10 +41,7 @@ async fn whatsapp_web_js_links_and_sends_a_text() {
     let stdout = tokio::spawn(read_all(child.stdout.take().unwrap()));
     let stderr = tokio::spawn(read_all(child.stderr.take().unwrap()));
     let status = tokio::time::timeout(Duration::from_secs(150), child.wait()).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
+    common::kill_group(pgid as i32);
     let out = stdout.await.unwrap();
     let err = stderr.await.unwrap();
     println!("{out}");

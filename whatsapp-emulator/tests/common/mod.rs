@@ -110,11 +110,16 @@ impl Drop for TestBrowser {
     }
 }
 
-fn kill_group(pgid: i32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
+/// Kills the process group `pgid` — never group 0/1 or our own (a bad id must not turn into
+/// "kill everything").
+pub fn kill_group(pgid: i32) {
+    let own = rustix::process::getpgrp().as_raw_nonzero().get();
+    if pgid <= 1 || pgid == own {
+        return;
+    }
+    if let Some(pgid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Evaluates `expr` in the page (awaiting a promise) and returns its JSON value.
