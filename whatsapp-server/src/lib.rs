@@ -5,8 +5,12 @@
 //!
 //! - [`backup`]: the keepalive engine's backup hook on top of `whatsapp-storage`'s
 //!   [`whatsapp_storage::backup::BackupManager`].
+//! - [`messaging`]: the durable, paced outgoing message queue and its worker.
+//! - [`outbox`]: durable delivery of e-mails and signed webhooks (retries, dead letters).
 //! - [`notify`]: the [`whatsapp_core::Notifier`] that POSTs e-mails to the frontend's
 //!   `/api/send-email` endpoint.
 
 pub mod backup;
+pub mod messaging;
 pub mod notify;
+pub mod outbox;

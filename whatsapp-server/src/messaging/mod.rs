@@ -1,0 +1,1 @@
+//! The durable, paced outgoing message queue and its worker.

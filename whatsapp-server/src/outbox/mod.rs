@@ -1,0 +1,1 @@
+//! Durable delivery of e-mails and signed webhooks through the outbox table: retries with backoff, dead letters, replay.
