@@ -53,7 +53,11 @@ pub struct ChromiumConfig {
     /// temporary directory joined with `whatsapp-chromium`.
     pub temp_root: PathBuf,
     /// A saved copy of WhatsApp Web's HTML, served for exactly [`ChromiumConfig::url`]
-    /// through request interception to pin a version. Default `None` (the live page).
+    /// through request interception (`Fetch.enable` + `Fetch.fulfillRequest`) to pin a
+    /// version; every other request still goes to the network. Default `None` (the live
+    /// page). A document served this way has no IP address space of its own: against a test
+    /// server on 127.0.0.1, add `disable-features=LocalNetworkAccessChecks` or Chromium
+    /// refuses the page's WebSocket.
     pub pinned_html: Option<Arc<str>>,
 }
 
