@@ -813,3 +813,86 @@ mod postgres {
             .await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Throughput, not a pass/fail test:
+//
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//     cargo test -p whatsapp-server --test outbox_delivery -- --ignored --nocapture throughput
+//
+// Prints how fast e-mails are enqueued (one caller, sequential) and delivered (one worker,
+// 16 in flight, a receiver answering 200 at once), and writes the figures to
+// target/outbox-throughput.txt.
+
+async fn measure(backend: &str, url: &str) -> String {
+    const N: usize = 500;
+    let store = open(url).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let outbox = Outbox::new(Arc::clone(&store), Arc::new(SystemClock));
+    let start = std::time::Instant::now();
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        let item = outbox
+            .enqueue_email(&email(&format!("bench-{i}")), None)
+            .await
+            .unwrap();
+        ids.push(item.id);
+    }
+    let enqueue = start.elapsed();
+    let mut cfg = config(5);
+    cfg.concurrency = 16;
+    let start = std::time::Instant::now();
+    let worker = Running::start(
+        Arc::clone(&store),
+        rx.emails(),
+        StaticWebhookDirectory::new(),
+        Arc::new(SystemClock),
+        cfg,
+    );
+    for id in &ids {
+        wait_status(&store, *id, OutboxStatus::Delivered).await;
+    }
+    let deliver = start.elapsed();
+    worker.stop().await;
+    assert_eq!(rx.hits(EMAIL_PATH).len(), N);
+    let line = format!(
+        "{backend:8} enqueue {N} e-mails: {:7.1} µs each | deliver {N} (16 in flight): {:7.0} e-mails/s\n",
+        enqueue.as_secs_f64() * 1e6 / N as f64,
+        N as f64 / deliver.as_secs_f64(),
+    );
+    print!("{line}");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures; run explicitly with --ignored"]
+async fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut report = measure("sqlite", &sqlite_url).await;
+    let admin = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    let name = format!("wa_outbox_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut url = Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    let outcome = AssertUnwindSafe(measure("postgres", url.as_str()))
+        .catch_unwind()
+        .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    match outcome {
+        Ok(line) => report.push_str(&line),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("outbox-throughput.txt"), report).unwrap();
+}

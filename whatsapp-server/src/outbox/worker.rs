@@ -14,6 +14,10 @@ use whatsapp_storage::store::{OutboxItem, OutboxKind, OutboxStore};
 use super::policy::{RetryPolicy, Verdict};
 use super::webhook::{WebhookDirectory, WebhookPayload, WebhookSender};
 
+/// How long past the request time-out a delivery may take before the worker gives up on it
+/// (covers a notifier or directory without a time-out of its own, and recording the outcome).
+const GRACE: Duration = Duration::from_secs(1);
+
 /// How an [`OutboxWorker`] polls, how much it does at once, and when it gives up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxConfig {
@@ -24,7 +28,8 @@ pub struct OutboxConfig {
     /// The time-out of one delivery attempt (the whole request, including the body).
     pub request_timeout: Duration,
     /// How long a claimed item stays hidden from other workers; an item whose worker died
-    /// mid-delivery is delivered again after this. Must exceed `request_timeout`.
+    /// mid-delivery is delivered again after this. Must exceed `request_timeout` by more than
+    /// a second.
     pub claim_hold: Duration,
     /// Backoff and attempt limit.
     pub retry: RetryPolicy,
@@ -58,7 +63,7 @@ impl OutboxConfig {
                 "the poll interval and request time-out must be positive",
             ));
         }
-        if self.claim_hold <= self.request_timeout {
+        if self.claim_hold <= self.request_timeout + GRACE {
             return Err(Error::invalid(
                 "outbox claim hold",
                 "must be longer than the request time-out, or a slow delivery could be claimed twice",
@@ -175,7 +180,7 @@ impl OutboxWorker {
         let outcome = match tokio::time::timeout(
             // The HTTP clients have their own time-out; this one also bounds a notifier or
             // directory that does not.
-            self.config.request_timeout + Duration::from_secs(1),
+            self.config.request_timeout + GRACE,
             self.deliver(&item),
         )
         .await
@@ -244,6 +249,40 @@ impl OutboxWorker {
                 })?;
                 self.sender.send(&endpoint, &p, self.clock.now()).await
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_rejects_a_hold_shorter_than_a_delivery() {
+        assert!(OutboxConfig::default().validate().is_ok());
+        let bad = [
+            OutboxConfig {
+                claim_hold: Duration::from_secs(15),
+                ..OutboxConfig::default()
+            },
+            OutboxConfig {
+                concurrency: 0,
+                ..OutboxConfig::default()
+            },
+            OutboxConfig {
+                poll_interval: Duration::ZERO,
+                ..OutboxConfig::default()
+            },
+            OutboxConfig {
+                retry: RetryPolicy {
+                    max_attempts: 0,
+                    ..RetryPolicy::default()
+                },
+                ..OutboxConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
         }
     }
 }
