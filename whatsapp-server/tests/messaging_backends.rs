@@ -1,0 +1,780 @@
+//! The message queue and worker against real components, in real time: the SQLite and
+//! Postgres queues of `whatsapp-storage`, the Redis queue, and the Redis rate limiter.
+//!
+//! Needs Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`) and Postgres
+//! (`DATABASE_URL`, e.g. `postgres://postgres@127.0.0.1:5432/postgres`, a role allowed to
+//! `CREATE DATABASE`); without them the tests fail, saying so. Each test uses its own Redis
+//! key prefix and its own Postgres database, and removes them afterwards.
+//!
+//! Real I/O means real time: these tests assert on counts, states and the limiter's
+//! decisions, never on elapsed time (the timing policy is tested under paused time in
+//! `messaging_pacing.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+use whatsapp_core::testing::FakeBrowser;
+use whatsapp_core::{
+    BrowserDriver, Clock, Error, LaunchSpec, MessageId, PhoneNumber, Result, SessionId,
+    SessionRecord, SystemClock, TenantId, Wid,
+};
+use whatsapp_server::messaging::{
+    BrowserSender, Decision, MessageSender, MessageWorker, Messaging, Pacing, RateLimiter,
+    RedisMessageQueue, RedisRateLimiter, RetryPolicy, WorkerConfig,
+};
+use whatsapp_storage::store::{self, MessageQueue, NewQueuedMessage, QueueStatus, Stores};
+
+// ---------------------------------------------------------------------------------------------
+// Components.
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn redis_conn() -> ConnectionManager {
+    let url = redis_url();
+    let client =
+        redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("bad REDIS_URL {url:?}: {e}"));
+    tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
+        .await
+        .unwrap_or_else(|_| panic!("Redis at {url} did not answer; these tests need Redis running"))
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to Redis at {url} ({e}); these tests need Redis running")
+        })
+}
+
+fn unique(name: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "wa-test-{name}-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        Utc::now().timestamp_micros()
+    )
+}
+
+/// Runs `test` with a Redis connection and a fresh key prefix; deletes the prefix's keys.
+async fn with_redis<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(ConnectionManager, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let conn = redis_conn().await;
+    let prefix = unique(name);
+    let outcome = AssertUnwindSafe(test(conn.clone(), prefix.clone()))
+        .catch_unwind()
+        .await;
+    let mut conn = conn;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `test` with the stores of a fresh Postgres database; drops the database.
+async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Stores) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set. The Postgres queue tests need a running server and a role \
+             allowed to CREATE DATABASE, e.g.\n    \
+             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test -p whatsapp-server"
+        )
+    });
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("cannot connect to DATABASE_URL (is Postgres running on 127.0.0.1:5432?): {e}")
+    });
+    let name = unique("queue").replace('-', "_");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&name);
+    let stores = store::open(url.as_str()).await.unwrap();
+    let outcome = AssertUnwindSafe(test(stores)).catch_unwind().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The stores of a fresh SQLite file.
+async fn sqlite(dir: &Path) -> Stores {
+    let url = format!("sqlite://{}", dir.join("queue.db").display());
+    store::open(&url).await.unwrap()
+}
+
+/// Creates the session records the database queues need (foreign key).
+async fn create_sessions(stores: &Stores, ids: &[SessionId]) {
+    for id in ids {
+        stores
+            .sessions
+            .create(&SessionRecord::new(
+                id.clone(),
+                TenantId::new("acme").unwrap(),
+                Utc::now(),
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::new(s).unwrap()
+}
+
+fn to() -> Wid {
+    Wid::parse("34600000001@c.us").unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queue contract, for the Redis queue (the database queues have theirs in
+// whatsapp-storage) and, as a cross-check, the database queues too.
+
+fn new_message(
+    session: &SessionId,
+    key: Option<&str>,
+    body: &str,
+    now: DateTime<Utc>,
+) -> NewQueuedMessage {
+    NewQueuedMessage {
+        session_id: session.clone(),
+        idempotency_key: key.map(str::to_owned),
+        recipient: to(),
+        body: body.to_owned(),
+        not_before: now,
+    }
+}
+
+async fn queue_contract(q: Arc<dyn MessageQueue>, a: &SessionId, b: &SessionId) {
+    let now = Utc::now();
+    // Idempotency per session.
+    let first = q
+        .enqueue(&new_message(a, Some("k"), "one", now), now)
+        .await
+        .unwrap();
+    let dup = q
+        .enqueue(&new_message(a, Some("k"), "other text", now), now)
+        .await
+        .unwrap();
+    assert!(first.created && !dup.created);
+    assert_eq!(dup.message, first.message);
+    assert_eq!(first.message.status, QueueStatus::Queued);
+    assert_eq!(first.message.body, "one");
+    let other_session = q
+        .enqueue(&new_message(b, Some("k"), "one", now), now)
+        .await
+        .unwrap();
+    assert!(other_session.created);
+    assert_ne!(other_session.message.id, first.message.id);
+    let second = q
+        .enqueue(&new_message(a, None, "two", now), now)
+        .await
+        .unwrap()
+        .message;
+    assert!(second.id > first.message.id, "ids increase");
+    let mut later = new_message(a, None, "later", now);
+    later.not_before = now + chrono::Duration::hours(1);
+    let later = q.enqueue(&later, now).await.unwrap().message;
+
+    // Oldest due first, marked sending with an attempt counted; not-yet-due left alone.
+    let t1 = q.take_next(a, now).await.unwrap().unwrap();
+    assert_eq!(t1.id, first.message.id);
+    assert_eq!((t1.status, t1.attempts), (QueueStatus::Sending, 1));
+    let t2 = q.take_next(a, now).await.unwrap().unwrap();
+    assert_eq!(t2.id, second.id);
+    assert!(q.take_next(a, now).await.unwrap().is_none());
+
+    // Sent: recorded, and a second mark is a conflict.
+    let wa = MessageId("wamid-1".into());
+    let sent = q.mark_sent(t1.id, &wa, now).await.unwrap();
+    assert_eq!(sent.status, QueueStatus::Sent);
+    assert_eq!(sent.message_id, Some(wa.clone()));
+    assert!(sent.sent_at.is_some());
+    assert!(matches!(
+        q.mark_sent(t1.id, &wa, now).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        q.mark_sent(999_999, &wa, now).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Failed with a retry: queued again for then, with the reason.
+    let retry_at = now + chrono::Duration::minutes(5);
+    let retried = q
+        .mark_failed(t2.id, "socket reset", Some(retry_at))
+        .await
+        .unwrap();
+    assert_eq!(retried.status, QueueStatus::Queued);
+    assert_eq!(retried.error.as_deref(), Some("socket reset"));
+    assert!(q.take_next(a, now).await.unwrap().is_none());
+    let t2 = q
+        .take_next(a, retry_at + chrono::Duration::seconds(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t2.id, t2.attempts), (second.id, 2));
+    let failed = q.mark_failed(t2.id, "not on WhatsApp", None).await.unwrap();
+    assert_eq!(failed.status, QueueStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("not on WhatsApp"));
+
+    // A crashed sender's message goes back to queued.
+    let t3 = q
+        .take_next(a, now + chrono::Duration::hours(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t3.id, later.id);
+    assert_eq!(q.requeue_sending(a).await.unwrap(), 1);
+    assert_eq!(q.requeue_sending(a).await.unwrap(), 0);
+    assert_eq!(
+        q.get(later.id).await.unwrap().unwrap().status,
+        QueueStatus::Queued
+    );
+
+    // Listing, with and without a status filter.
+    let all: Vec<_> = q
+        .list(a, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(all, vec![first.message.id, second.id, later.id]);
+    let queued = q.list(a, &[QueueStatus::Queued]).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(q.list(b, &[]).await.unwrap().len(), 1);
+    assert!(q.get(999_999).await.unwrap().is_none());
+
+    // Concurrent takers never get the same message.
+    for i in 0..6 {
+        q.enqueue(&new_message(b, None, &format!("c{i}"), now), now)
+            .await
+            .unwrap();
+    }
+    let takers: Vec<_> = (0..12)
+        .map(|_| {
+            let q = q.clone();
+            let b = b.clone();
+            tokio::spawn(async move { q.take_next(&b, Utc::now()).await.unwrap() })
+        })
+        .collect();
+    let mut taken: Vec<i64> = Vec::new();
+    for t in takers {
+        if let Some(m) = t.await.unwrap() {
+            taken.push(m.id);
+        }
+    }
+    taken.sort();
+    let before = taken.len();
+    taken.dedup();
+    assert_eq!(taken.len(), before, "a message was taken twice");
+    assert_eq!(taken.len(), 7, "every due message was taken once");
+}
+
+#[tokio::test]
+async fn redis_queue_keeps_the_queue_contract() {
+    with_redis("contract", |conn, prefix| async move {
+        let q = Arc::new(RedisMessageQueue::new(conn, prefix));
+        queue_contract(q.clone(), &sid("alice"), &sid("bob")).await;
+        assert_eq!(q.delete_session(&sid("alice")).await.unwrap(), 3);
+        assert!(q.list(&sid("alice"), &[]).await.unwrap().is_empty());
+        // The key is free again once its message is gone.
+        let again = q
+            .enqueue(
+                &new_message(&sid("alice"), Some("k"), "new", Utc::now()),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert!(again.created);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_queue_reclaims_claims_past_the_visibility_timeout() {
+    with_redis("visibility", |conn, prefix| async move {
+        let q = RedisMessageQueue::new(conn, prefix)
+            .with_visibility_timeout(Some(Duration::from_secs(60)));
+        let a = sid("alice");
+        let now = Utc::now();
+        let m = q
+            .enqueue(&new_message(&a, None, "x", now), now)
+            .await
+            .unwrap()
+            .message;
+        assert_eq!(q.take_next(&a, now).await.unwrap().unwrap().id, m.id);
+        // Within the timeout the claim holds...
+        let soon = now + chrono::Duration::seconds(30);
+        assert!(q.take_next(&a, soon).await.unwrap().is_none());
+        // ...after it, the message is taken again (the first taker is presumed dead).
+        let late = now + chrono::Duration::seconds(61);
+        let again = q.take_next(&a, late).await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (m.id, 2));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_queue_finished_messages_expire_after_the_retention() {
+    with_redis("retention", |conn, prefix| async move {
+        let q = RedisMessageQueue::new(conn.clone(), prefix.clone())
+            .with_retention(Duration::from_secs(3600));
+        let a = sid("alice");
+        let m = q
+            .enqueue(&new_message(&a, Some("k"), "x", Utc::now()), Utc::now())
+            .await
+            .unwrap()
+            .message;
+        q.take_next(&a, Utc::now()).await.unwrap().unwrap();
+        q.mark_sent(m.id, &MessageId("w".into()), Utc::now())
+            .await
+            .unwrap();
+        let mut conn = conn;
+        for key in [
+            format!("{prefix}:q:msg:{}", m.id),
+            format!("{prefix}:q:idem:alice:k"),
+        ] {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0 && ttl <= 3_600_000, "{key}: pttl {ttl}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_and_postgres_queues_keep_the_same_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite(dir.path()).await;
+    create_sessions(&stores, &[sid("alice"), sid("bob")]).await;
+    queue_contract(stores.messages.clone(), &sid("alice"), &sid("bob")).await;
+    with_postgres(|stores| async move {
+        create_sessions(&stores, &[sid("alice"), sid("bob")]).await;
+        queue_contract(stores.messages.clone(), &sid("alice"), &sid("bob")).await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Redis rate limiter.
+
+#[tokio::test]
+async fn redis_rate_limit_is_shared_by_two_nodes() {
+    with_redis("limit", |_conn, prefix| async move {
+        let pacing = Pacing {
+            interval: Duration::from_secs(10),
+            burst: 3,
+        };
+        // Two "nodes": separate connections, same prefix.
+        let a = RedisRateLimiter::new(redis_conn().await, &prefix, pacing).unwrap();
+        let b = RedisRateLimiter::new(redis_conn().await, &prefix, pacing).unwrap();
+        // Looking takes nothing.
+        for _ in 0..5 {
+            assert_eq!(a.time_to_ready("alice").await.unwrap(), Duration::ZERO);
+        }
+        assert_eq!(a.try_acquire("alice").await.unwrap(), Decision::Allowed);
+        assert_eq!(b.try_acquire("alice").await.unwrap(), Decision::Allowed);
+        assert_eq!(a.try_acquire("alice").await.unwrap(), Decision::Allowed);
+        let Decision::RetryAfter(wait) = b.try_acquire("alice").await.unwrap() else {
+            panic!("the burst of 3 is shared by both nodes");
+        };
+        assert!(wait > Duration::ZERO && wait <= pacing.interval, "{wait:?}");
+        let ready_in = a.time_to_ready("alice").await.unwrap();
+        assert!(
+            ready_in > Duration::ZERO && ready_in <= wait,
+            "{ready_in:?}"
+        );
+        // Other sessions, and other prefixes, have their own budget.
+        assert_eq!(b.try_acquire("bob").await.unwrap(), Decision::Allowed);
+        let elsewhere =
+            RedisRateLimiter::new(redis_conn().await, format!("{prefix}-other"), pacing).unwrap();
+        assert_eq!(
+            elsewhere.try_acquire("alice").await.unwrap(),
+            Decision::Allowed
+        );
+        // The state expires once the bucket would be full again: nothing leaks.
+        let mut conn = redis_conn().await;
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(a.redis_key("alice"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 31_000, "pttl {ttl}");
+        let _: () = redis::cmd("DEL")
+            .arg(elsewhere.redis_key("alice"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_from_two_nodes_never_exceed_the_burst() {
+    with_redis("race", |_conn, prefix| async move {
+        let pacing = Pacing {
+            interval: Duration::from_secs(60),
+            burst: 4,
+        };
+        let nodes = [
+            Arc::new(RedisRateLimiter::new(redis_conn().await, &prefix, pacing).unwrap()),
+            Arc::new(RedisRateLimiter::new(redis_conn().await, &prefix, pacing).unwrap()),
+        ];
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let l = nodes[i % 2].clone();
+                tokio::spawn(async move { l.try_acquire("alice").await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for t in tasks {
+            if t.await.unwrap() == Decision::Allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 4);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker end to end, on every queue backend.
+
+/// A limiter that records its decisions.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn RateLimiter>,
+    allowed: Mutex<Vec<String>>,
+    denied: AtomicU32,
+}
+
+#[async_trait]
+impl RateLimiter for Recording {
+    async fn try_acquire(&self, key: &str) -> Result<Decision> {
+        let d = self.inner.try_acquire(key).await?;
+        match d {
+            Decision::Allowed => self.allowed.lock().unwrap().push(key.to_owned()),
+            Decision::RetryAfter(_) => {
+                self.denied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(d)
+    }
+
+    async fn time_to_ready(&self, key: &str) -> Result<Duration> {
+        self.inner.time_to_ready(key).await
+    }
+}
+
+/// Sends through the fake after failing with the scripted errors.
+#[derive(Debug)]
+struct Scripted {
+    inner: BrowserSender,
+    /// Failures per message text, used up in order.
+    failures: Mutex<HashMap<String, VecDeque<Error>>>,
+}
+
+#[async_trait]
+impl MessageSender for Scripted {
+    async fn ready(&self, session: &SessionId) -> bool {
+        self.inner.ready(session).await
+    }
+
+    async fn send(&self, session: &SessionId, to: &Wid, body: &str) -> Result<MessageId> {
+        let failure = self
+            .failures
+            .lock()
+            .unwrap()
+            .get_mut(body)
+            .and_then(VecDeque::pop_front);
+        match failure {
+            Some(e) => Err(e),
+            None => self.inner.send(session, to, body).await,
+        }
+    }
+}
+
+/// Ready, and never answers a send.
+#[derive(Debug, Default)]
+struct Hanging {
+    called: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl MessageSender for Hanging {
+    async fn ready(&self, _session: &SessionId) -> bool {
+        true
+    }
+
+    async fn send(&self, _session: &SessionId, _to: &Wid, _body: &str) -> Result<MessageId> {
+        self.called.notify_one();
+        std::future::pending().await
+    }
+}
+
+fn fast_config() -> WorkerConfig {
+    WorkerConfig {
+        poll_interval: Duration::from_millis(20),
+        send_timeout: Duration::from_secs(10),
+        error_backoff: Duration::from_millis(50),
+        retry: RetryPolicy {
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            max_attempts: 3,
+        },
+    }
+}
+
+const SESSIONS: [&str; 4] = ["w-idem", "w-crash", "w-retry", "w-pace"];
+
+async fn connected(dir: &Path) -> FakeBrowser {
+    let fake = FakeBrowser::new(11);
+    for id in SESSIONS.map(sid) {
+        let profile = dir.join(id.as_str());
+        FakeBrowser::write_login(&profile, &PhoneNumber::new("34600000000").unwrap()).unwrap();
+        fake.launch(LaunchSpec {
+            session: id.clone(),
+            profile_dir: profile,
+        })
+        .await
+        .unwrap();
+    }
+    fake
+}
+
+async fn wait_status(q: &Arc<dyn MessageQueue>, id: i64, status: QueueStatus) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if q.get(id).await.unwrap().unwrap().status == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let now = q.get(id).await.unwrap().unwrap();
+    assert!(
+        waited.is_ok(),
+        "message {id} never became {status}: {now:?}"
+    );
+}
+
+/// Every worker scenario, on one queue and one limiter backend.
+async fn worker_scenarios(queue: Arc<dyn MessageQueue>, limiter: Arc<dyn RateLimiter>) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = connected(dir.path()).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let limiter = Arc::new(Recording {
+        inner: limiter,
+        allowed: Mutex::new(Vec::new()),
+        denied: AtomicU32::new(0),
+    });
+    let failures = HashMap::from([
+        (
+            "flaky".to_owned(),
+            VecDeque::from([Error::unavailable("browser", "socket reset")]),
+        ),
+        (
+            "doomed".to_owned(),
+            VecDeque::from([Error::invalid("recipient", "not on WhatsApp")]),
+        ),
+    ]);
+    let lookup = fake.clone();
+    let sender = Arc::new(Scripted {
+        inner: BrowserSender::new(move |id| lookup.session(id)),
+        failures: Mutex::new(failures),
+    });
+    let m = Messaging::new(
+        queue.clone(),
+        limiter.clone(),
+        sender.clone(),
+        clock.clone(),
+        fast_config(),
+    );
+
+    // Transient failure, retried; then a permanent one, failed with its reason.
+    let retry = sid("w-retry");
+    m.start(&retry);
+    let flaky = m
+        .enqueue(&retry, &to(), "flaky", None)
+        .await
+        .unwrap()
+        .message;
+    wait_status(&queue, flaky.id, QueueStatus::Sent).await;
+    assert_eq!(queue.get(flaky.id).await.unwrap().unwrap().attempts, 2);
+    let doomed = m
+        .enqueue(&retry, &to(), "doomed", None)
+        .await
+        .unwrap()
+        .message;
+    wait_status(&queue, doomed.id, QueueStatus::Failed).await;
+    let doomed = queue.get(doomed.id).await.unwrap().unwrap();
+    assert_eq!(doomed.attempts, 1);
+    assert_eq!(
+        doomed.error.as_deref(),
+        Some("invalid recipient: not on WhatsApp")
+    );
+    assert_eq!(fake.sent_by(&retry).len(), 1);
+
+    // The same idempotency key: one message, one send.
+    let idem = sid("w-idem");
+    m.start(&idem);
+    let ids: Vec<i64> = futures::future::join_all((0..5).map(|_| {
+        let m = m.clone();
+        let idem = idem.clone();
+        async move {
+            m.enqueue(&idem, &to(), "once", Some("order-42"))
+                .await
+                .unwrap()
+                .message
+                .id
+        }
+    }))
+    .await;
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    wait_status(&queue, ids[0], QueueStatus::Sent).await;
+    let again = m
+        .enqueue(&idem, &to(), "once", Some("order-42"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(fake.sent_by(&idem).len(), 1);
+
+    // A worker that dies mid-send: the next one sends the message, once.
+    let crash = sid("w-crash");
+    let hanging = Arc::new(Hanging::default());
+    let cancel = CancellationToken::new();
+    let dead = MessageWorker::new(
+        crash.clone(),
+        queue.clone(),
+        limiter.clone(),
+        hanging.clone(),
+        clock.clone(),
+    )
+    .with_config(fast_config());
+    let called = hanging.called.notified();
+    let task = tokio::spawn(dead.run(cancel.clone()));
+    let msg = m
+        .enqueue(&crash, &to(), "in flight", None)
+        .await
+        .unwrap()
+        .message;
+    tokio::time::timeout(Duration::from_secs(30), called)
+        .await
+        .expect("the first worker never tried to send");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        queue.get(msg.id).await.unwrap().unwrap().status,
+        QueueStatus::Sending
+    );
+    m.start(&crash);
+    wait_status(&queue, msg.id, QueueStatus::Sent).await;
+    let sent = queue.get(msg.id).await.unwrap().unwrap();
+    assert_eq!(sent.attempts, 2);
+    assert_eq!(fake.sent_by(&crash).len(), 1);
+    assert_eq!(
+        sent.message_id,
+        Some(fake.sent_by(&crash)[0].id.clone()),
+        "the WhatsApp id is recorded"
+    );
+
+    // 20 messages to one session: all sent, in order, each after one slot of the limiter.
+    let pace = sid("w-pace");
+    let mut last = 0;
+    for i in 0..20 {
+        last = m
+            .enqueue(&pace, &to(), &format!("m{i}"), None)
+            .await
+            .unwrap()
+            .message
+            .id;
+    }
+    m.start(&pace);
+    wait_status(&queue, last, QueueStatus::Sent).await;
+    let bodies: Vec<_> = fake.sent_by(&pace).into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    m.shutdown().await;
+    let allowed = limiter.allowed.lock().unwrap().clone();
+    assert_eq!(
+        allowed.iter().filter(|k| *k == "w-pace").count(),
+        20,
+        "one slot per message"
+    );
+    // Every send of every session took exactly one slot (the crashed send took one too).
+    assert_eq!(allowed.len(), fake.sent().len() + 2 + 1);
+}
+
+fn pacing() -> Pacing {
+    Pacing {
+        interval: Duration::from_millis(15),
+        burst: 1,
+    }
+}
+
+#[tokio::test]
+async fn worker_on_the_redis_queue_with_the_redis_limiter() {
+    with_redis("worker", |conn, prefix| async move {
+        let queue = Arc::new(RedisMessageQueue::new(conn.clone(), &prefix));
+        let limiter = Arc::new(RedisRateLimiter::new(conn, &prefix, pacing()).unwrap());
+        worker_scenarios(queue, limiter).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn worker_on_the_sqlite_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite(dir.path()).await;
+    create_sessions(&stores, &SESSIONS.map(sid)).await;
+    let limiter = Arc::new(whatsapp_server::messaging::LocalRateLimiter::new(pacing()).unwrap());
+    worker_scenarios(stores.messages.clone(), limiter).await;
+}
+
+#[tokio::test]
+async fn worker_on_the_postgres_queue_with_the_redis_limiter() {
+    with_redis("pg-worker", |conn, prefix| async move {
+        with_postgres(|stores| async move {
+            create_sessions(&stores, &SESSIONS.map(sid)).await;
+            let limiter = Arc::new(RedisRateLimiter::new(conn, &prefix, pacing()).unwrap());
+            worker_scenarios(stores.messages.clone(), limiter).await;
+        })
+        .await;
+    })
+    .await;
+}
