@@ -521,6 +521,31 @@ async fn dead_after_n_attempts_then_replayed(url: &str) {
     assert!(hooks.iter().all(|h| h.header(HEADER_ID) == "evt_fixed_1"));
 }
 
+/// With a poll interval of an hour, items still go out at once: enqueueing wakes the worker.
+async fn enqueueing_wakes_an_idle_worker(url: &str) {
+    let store = open(url).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let mut cfg = config(5);
+    cfg.poll_interval = Duration::from_secs(3600);
+    let worker =
+        OutboxWorker::new(Arc::clone(&store), rx.emails(), Arc::new(SystemClock), cfg).unwrap();
+    let outbox = Outbox::new(Arc::clone(&store), Arc::new(SystemClock)).with_waker(worker.waker());
+    let cancel = CancellationToken::new();
+    let running = Running {
+        cancel: cancel.clone(),
+        handle: tokio::spawn(worker.run(cancel)),
+    };
+    for i in 0..3 {
+        let item = outbox
+            .enqueue_email(&email(&format!("wake-{i}")), None)
+            .await
+            .unwrap();
+        wait_status(&store, item.id, OutboxStatus::Delivered).await;
+    }
+    running.stop().await;
+    assert_eq!(rx.hits(EMAIL_PATH).len(), 3);
+}
+
 /// A 4xx is a refusal: dead after one attempt.
 async fn client_errors_are_dead_at_once(url: &str) {
     let store = open(url).await;
@@ -721,6 +746,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn enqueueing_wakes_an_idle_worker() {
+        let (_d, url) = db();
+        super::enqueueing_wakes_an_idle_worker(&url).await;
+    }
+
+    #[tokio::test]
     async fn client_errors_are_dead_at_once() {
         let (_d, url) = db();
         super::client_errors_are_dead_at_once(&url).await;
@@ -801,6 +832,11 @@ mod postgres {
     #[tokio::test]
     async fn dead_after_n_attempts_then_replayed() {
         with_database(async |url| super::dead_after_n_attempts_then_replayed(&url).await).await;
+    }
+
+    #[tokio::test]
+    async fn enqueueing_wakes_an_idle_worker() {
+        with_database(async |url| super::enqueueing_wakes_an_idle_worker(&url).await).await;
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ pub use webhook::{
     SignatureError, StaticWebhookDirectory, WebhookDirectory, WebhookEndpoint, WebhookEvent,
     verify_signature,
 };
-pub use worker::{OutboxConfig, OutboxWorker};
+pub use worker::{OutboxConfig, OutboxWaker, OutboxWorker};
 
 use webhook::WebhookPayload;
 
@@ -49,12 +49,24 @@ use webhook::WebhookPayload;
 pub struct Outbox {
     store: Arc<dyn OutboxStore>,
     clock: Arc<dyn Clock>,
+    waker: Option<OutboxWaker>,
 }
 
 impl Outbox {
     /// An outbox on `store`, stamping items with `clock`.
     pub fn new(store: Arc<dyn OutboxStore>, clock: Arc<dyn Clock>) -> Self {
-        Outbox { store, clock }
+        Outbox {
+            store,
+            clock,
+            waker: None,
+        }
+    }
+
+    /// Wakes this process's worker after each enqueue and replay, so new items do not wait
+    /// for its next poll (workers elsewhere still find them by polling).
+    pub fn with_waker(mut self, waker: OutboxWaker) -> Self {
+        self.waker = Some(waker);
+        self
     }
 
     /// The underlying store.
@@ -100,7 +112,11 @@ impl Outbox {
             payload,
             dedupe_key,
         };
-        self.store.enqueue(&item, self.clock.now()).await
+        let stored = self.store.enqueue(&item, self.clock.now()).await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        Ok(stored)
     }
 
     /// Reads one item.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use whatsapp_core::{Clock, Error, Notification, Notifier, Result, TenantId};
@@ -73,6 +73,18 @@ impl OutboxConfig {
     }
 }
 
+/// Wakes an idle [`OutboxWorker`] of this process so that a new item is delivered now rather
+/// than at the next poll. A wake while the worker is busy is remembered, never lost.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxWaker(Arc<Notify>);
+
+impl OutboxWaker {
+    /// Asks the worker to look for due items now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
 /// Delivers due outbox items until cancelled.
 ///
 /// E-mails go through a [`Notifier`] (`HttpEmailNotifier` in production), webhooks through a
@@ -87,6 +99,7 @@ pub struct OutboxWorker {
     clock: Arc<dyn Clock>,
     config: OutboxConfig,
     rng: Mutex<SmallRng>,
+    waker: OutboxWaker,
 }
 
 impl OutboxWorker {
@@ -111,6 +124,7 @@ impl OutboxWorker {
             clock,
             config,
             rng: Mutex::new(rng),
+            waker: OutboxWaker::default(),
         })
     }
 
@@ -118,6 +132,11 @@ impl OutboxWorker {
     pub fn with_webhooks(mut self, directory: Arc<dyn WebhookDirectory>) -> Self {
         self.webhooks = Some(directory);
         self
+    }
+
+    /// A handle that wakes this worker (give it to [`super::Outbox::with_waker`]).
+    pub fn waker(&self) -> OutboxWaker {
+        self.waker.clone()
     }
 
     /// Runs until `cancel` fires, then waits for the deliveries in flight (each bounded by
@@ -170,6 +189,7 @@ impl OutboxWorker {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(this.config.poll_interval) => {}
+                _ = this.waker.0.notified() => {}
             }
         }
         while tasks.join_next().await.is_some() {}
