@@ -552,6 +552,7 @@ fn fast_config() -> WorkerConfig {
         poll_interval: Duration::from_millis(20),
         send_timeout: Duration::from_secs(10),
         error_backoff: Duration::from_millis(50),
+        shutdown_grace: Duration::from_millis(100),
         retry: RetryPolicy {
             first_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(100),

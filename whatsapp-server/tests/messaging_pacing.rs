@@ -373,3 +373,80 @@ async fn keepalive_texts_go_through_the_queue_and_are_paced() {
     m.shutdown().await;
     assert!(m.running().is_empty());
 }
+
+/// Sends through the fake after a delay (a slow browser).
+#[derive(Debug)]
+struct Slow {
+    inner: BrowserSender,
+    delay: Duration,
+    called: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl MessageSender for Slow {
+    async fn ready(&self, session: &SessionId) -> bool {
+        self.inner.ready(session).await
+    }
+
+    async fn send(&self, session: &SessionId, to: &Wid, body: &str) -> Result<MessageId> {
+        self.called.notify_one();
+        tokio::time::sleep(self.delay).await;
+        self.inner.send(session, to, body).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_stop_lets_the_send_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = sid("alice");
+    let fake = connected(dir.path(), &id).await;
+    let queue = Arc::new(InMemoryMessageQueue::new());
+    let lookup = fake.clone();
+    let config = WorkerConfig::default();
+    let slow = Arc::new(Slow {
+        inner: BrowserSender::new(move |id| lookup.session(id)),
+        delay: config.shutdown_grace / 2,
+        called: tokio::sync::Notify::new(),
+    });
+    let m = messaging(&queue, slow.clone(), config);
+    m.start(&id);
+    let msg = m.enqueue(&id, &to(), "hello", None).await.unwrap().message;
+    let second = m.enqueue(&id, &to(), "later", None).await.unwrap().message;
+    slow.called.notified().await;
+    assert!(m.stop(&id).await);
+    let done = queue.get(msg.id).await.unwrap().unwrap();
+    assert_eq!(done.status, QueueStatus::Sent, "recorded before stopping");
+    assert_eq!(
+        queue.get(second.id).await.unwrap().unwrap().status,
+        QueueStatus::Queued,
+        "a stopped worker takes nothing more"
+    );
+    // The next worker does not send it again.
+    m.start(&id);
+    wait_for(&queue, second.id, |m| m.status == QueueStatus::Sent).await;
+    let bodies: Vec<_> = fake.sent_by(&id).into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, ["hello", "later"]);
+    m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readiness_function_replaces_the_browser_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = sid("alice");
+    let fake = connected(dir.path(), &id).await;
+    let lookup = fake.clone();
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = open.clone();
+    let sender = BrowserSender::new(move |id| lookup.session(id))
+        .with_readiness(move |_| gate.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!sender.ready(&id).await);
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(sender.ready(&id).await);
+    // Without one, the browser is asked: a dropped connection is not ready.
+    let lookup = fake.clone();
+    let probing = BrowserSender::new(move |id| lookup.session(id));
+    assert!(probing.ready(&id).await);
+    fake.drop_connection(&id);
+    assert!(!probing.ready(&id).await);
+    assert!(!probing.ready(&sid("nobody")).await);
+}

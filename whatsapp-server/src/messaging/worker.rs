@@ -53,8 +53,11 @@ type Lookup = dyn Fn(&SessionId) -> Option<Arc<dyn BrowserSession>> + Send + Syn
 #[derive(Clone)]
 pub struct BrowserSender {
     lookup: Arc<Lookup>,
+    readiness: Option<Arc<Readiness>>,
     probe_timeout: Duration,
 }
+
+type Readiness = dyn Fn(&SessionId) -> bool + Send + Sync;
 
 impl Debug for BrowserSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,19 +74,40 @@ impl BrowserSender {
     ) -> Self {
         BrowserSender {
             lookup: Arc::new(lookup),
+            readiness: None,
             probe_timeout: Duration::from_secs(5),
         }
     }
 
-    /// Sends through the engine's current handle of each session.
+    /// Answers [`MessageSender::ready`] with `ready` instead of asking the browser for its
+    /// state (which costs a round trip to the page on every poll).
+    pub fn with_readiness(
+        mut self,
+        ready: impl Fn(&SessionId) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.readiness = Some(Arc::new(ready));
+        self
+    }
+
+    /// Sends through the engine's current handle of each session; a session is ready when
+    /// the engine has a handle and last saw it `CONNECTED` (no browser round trip).
     pub fn from_engine(engine: KeepaliveEngine) -> Self {
-        Self::new(move |id| engine.browser(id))
+        let states = engine.clone();
+        Self::new(move |id| engine.browser(id)).with_readiness(move |id| {
+            states.browser(id).is_some()
+                && states
+                    .snapshot(id)
+                    .is_some_and(|s| s.state == Some(ConnectionState::Connected))
+        })
     }
 }
 
 #[async_trait]
 impl MessageSender for BrowserSender {
     async fn ready(&self, session: &SessionId) -> bool {
+        if let Some(ready) = &self.readiness {
+            return ready(session);
+        }
         let Some(browser) = (self.lookup)(session) else {
             return false;
         };
@@ -153,6 +177,9 @@ pub struct WorkerConfig {
     pub send_timeout: Duration,
     /// The pause after a storage or rate-limiter error.
     pub error_backoff: Duration,
+    /// How long a stopping worker waits for a send in flight before abandoning it (an
+    /// abandoned send is resent by the next worker: a possible duplicate).
+    pub shutdown_grace: Duration,
     /// Retries of transient send failures.
     pub retry: RetryPolicy,
 }
@@ -160,9 +187,10 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(2),
             send_timeout: Duration::from_secs(60),
             error_backoff: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(15),
             retry: RetryPolicy::default(),
         }
     }
@@ -240,11 +268,15 @@ impl MessageWorker {
     /// Runs until `cancel` fires. Returns an error only when the queue fails permanently at
     /// start; later errors are logged and retried after [`WorkerConfig::error_backoff`].
     ///
-    /// Cancelled mid-send, the worker stops at once and leaves that message `sending`: the
-    /// next worker of the session queues it again (at least once).
+    /// Cancelled mid-send, the worker waits up to [`WorkerConfig::shutdown_grace`] for the
+    /// send to finish and records it; after that it abandons the send and leaves the message
+    /// `sending`: the next worker of the session queues it again (at least once).
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
         let mut recover = true;
         loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
             if recover {
                 match self.queue.requeue_sending(&self.session).await {
                     Ok(n) => {
@@ -309,6 +341,11 @@ impl MessageWorker {
         else {
             return Ok(Step::Wait(self.config.poll_interval));
         };
+        if cancel.is_cancelled() {
+            self.put_back(&message, "worker stopped before sending")
+                .await;
+            return Ok(Step::Stop);
+        }
         // Take the slot; a second holder of the same key may have taken it meanwhile.
         loop {
             let decision = match self.limiter.try_acquire(key).await {
@@ -329,16 +366,27 @@ impl MessageWorker {
                 }
             }
         }
-        let send = self
-            .sender
-            .send(&self.session, &message.recipient, &message.body);
+        let send = tokio::time::timeout(
+            self.config.send_timeout,
+            self.sender
+                .send(&self.session, &message.recipient, &message.body),
+        );
+        tokio::pin!(send);
+        let timed_out = || Error::Timeout {
+            what: "send_text".into(),
+            after: self.config.send_timeout,
+        };
         let outcome = tokio::select! {
-            biased;
-            // Left `sending`: whether WhatsApp got it is unknown; the next worker resends it.
-            _ = cancel.cancelled() => return Ok(Step::Stop),
-            r = tokio::time::timeout(self.config.send_timeout, send) => r.unwrap_or_else(|_| {
-                Err(Error::Timeout { what: "send_text".into(), after: self.config.send_timeout })
-            }),
+            r = &mut send => r.unwrap_or_else(|_| Err(timed_out())),
+            _ = cancel.cancelled() => {
+                // Let the send in flight finish, so that an orderly stop does not resend it.
+                match tokio::time::timeout(self.config.shutdown_grace, &mut send).await {
+                    Ok(r) => r.unwrap_or_else(|_| Err(timed_out())),
+                    // Abandoned and left `sending`: whether WhatsApp got it is unknown; the
+                    // next worker of the session sends it again (at least once).
+                    Err(_) => return Ok(Step::Stop),
+                }
+            }
         };
         match outcome {
             Ok(wa_id) => self.record_sent(&message, &wa_id, cancel).await,
