@@ -23,6 +23,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "doc tests"
+cargo test --workspace --doc
+
+# Last, so that its summary ("N tests run: N passed") closes the log.
 log "tests"
 cargo nextest run --workspace --no-fail-fast
-cargo test --workspace --doc
