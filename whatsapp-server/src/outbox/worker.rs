@@ -172,9 +172,10 @@ impl OutboxWorker {
                     Vec::new()
                 }
             };
-            let full = items.len() == permits.len();
-            for item in items {
-                let permit = permits.pop().expect("one permit per claimed item");
+            let full = items.len() >= permits.len();
+            // A store returning more than asked would leave the extra items to be claimed
+            // again after the hold, rather than exceed the concurrency.
+            for (item, permit) in items.into_iter().zip(permits.drain(..)) {
                 let this = Arc::clone(&this);
                 tasks.spawn(async move {
                     this.process(item).await;
