@@ -92,10 +92,11 @@ where
     }
 }
 
-/// Runs `test` with the stores of a fresh Postgres database; drops the database.
+/// Runs `test` with the stores (and the URL) of a fresh Postgres database; drops the
+/// database.
 async fn with_postgres<F, Fut>(test: F)
 where
-    F: FnOnce(Stores) -> Fut,
+    F: FnOnce(Stores, String) -> Fut,
     Fut: Future<Output = ()>,
 {
     let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
@@ -116,7 +117,9 @@ where
     let mut url = url::Url::parse(&admin_url).unwrap();
     url.set_path(&name);
     let stores = store::open(url.as_str()).await.unwrap();
-    let outcome = AssertUnwindSafe(test(stores)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(test(stores, url.to_string()))
+        .catch_unwind()
+        .await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin)
         .await
@@ -383,7 +386,7 @@ async fn sqlite_and_postgres_queues_keep_the_same_contract() {
     let stores = sqlite(dir.path()).await;
     create_sessions(&stores, &[sid("alice"), sid("bob")]).await;
     queue_contract(stores.messages.clone(), &sid("alice"), &sid("bob")).await;
-    with_postgres(|stores| async move {
+    with_postgres(|stores, _url| async move {
         create_sessions(&stores, &[sid("alice"), sid("bob")]).await;
         queue_contract(stores.messages.clone(), &sid("alice"), &sid("bob")).await;
     })
@@ -770,12 +773,221 @@ async fn worker_on_the_sqlite_queue() {
 #[tokio::test]
 async fn worker_on_the_postgres_queue_with_the_redis_limiter() {
     with_redis("pg-worker", |conn, prefix| async move {
-        with_postgres(|stores| async move {
+        with_postgres(|stores, _url| async move {
             create_sessions(&stores, &SESSIONS.map(sid)).await;
             let limiter = Arc::new(RedisRateLimiter::new(conn, &prefix, pacing()).unwrap());
             worker_scenarios(stores.messages.clone(), limiter).await;
         })
         .await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 of the process that sends: a child process (this test binary, re-run on the ignored
+// `crash_child` test) sends through a sender that appends to a file; the parent kills it with
+// SIGKILL mid-stream, then a new worker finishes the queue. Every accepted message is sent;
+// at most the one in flight at the kill is sent twice.
+
+const CHILD_ENV: &str = "WA_MESSAGING_CRASH_CHILD";
+const CRASH_SESSION: &str = "crash-kill";
+const CRASH_MESSAGES: usize = 30;
+
+/// "Sends" by appending the text to a file (synced), after `delay` (WhatsApp's latency).
+#[derive(Debug)]
+struct FileSender {
+    path: std::path::PathBuf,
+    delay: Duration,
+}
+
+#[async_trait]
+impl MessageSender for FileSender {
+    async fn ready(&self, _session: &SessionId) -> bool {
+        true
+    }
+
+    async fn send(&self, _session: &SessionId, _to: &Wid, body: &str) -> Result<MessageId> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
+        writeln!(f, "{body}").unwrap();
+        f.sync_data().unwrap();
+        tokio::time::sleep(self.delay).await;
+        Ok(MessageId(format!("file-{body}")))
+    }
+}
+
+async fn open_queue(url: &str, prefix: &str) -> Arc<dyn MessageQueue> {
+    if url.starts_with("redis") {
+        Arc::new(RedisMessageQueue::connect(url, prefix).await.unwrap())
+    } else {
+        store::open(url).await.unwrap().messages
+    }
+}
+
+fn fast_limiter() -> Arc<dyn RateLimiter> {
+    Arc::new(
+        whatsapp_server::messaging::LocalRateLimiter::new(Pacing {
+            interval: Duration::from_millis(5),
+            burst: 1,
+        })
+        .unwrap(),
+    )
+}
+
+/// The child: sends the queue of `CRASH_SESSION` until killed.
+#[tokio::test]
+#[ignore = "a child process of the kill -9 tests; does nothing on its own"]
+async fn crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let [url, prefix, log]: [&str; 3] = spec
+        .split('\n')
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("spec: url, prefix, log path");
+    let queue = open_queue(url, prefix).await;
+    let sender = Arc::new(FileSender {
+        path: log.into(),
+        delay: Duration::from_millis(20),
+    });
+    let worker = MessageWorker::new(
+        sid(CRASH_SESSION),
+        queue,
+        fast_limiter(),
+        sender,
+        Arc::new(SystemClock),
+    )
+    .with_config(fast_config());
+    worker.run(CancellationToken::new()).await.unwrap();
+}
+
+async fn kill_mid_send(url: &str, prefix: &str, queue: Arc<dyn MessageQueue>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sent.log");
+    let session = sid(CRASH_SESSION);
+    let mut ids = Vec::new();
+    for i in 0..CRASH_MESSAGES {
+        let m = queue
+            .enqueue(
+                &new_message(
+                    &session,
+                    Some(&format!("k{i}")),
+                    &format!("m{i}"),
+                    Utc::now(),
+                ),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        ids.push(m.message.id);
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, format!("{url}\n{prefix}\n{}", log.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = |log: &Path| -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while lines(&log).len() < CRASH_MESSAGES / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // SIGKILL, by the child's own pid.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    waited.expect("the child process never sent a third of the messages");
+    let before = lines(&log);
+    assert!(
+        before.len() < CRASH_MESSAGES,
+        "killed too late to test anything"
+    );
+    let in_flight = queue.list(&session, &[QueueStatus::Sending]).await.unwrap();
+    assert!(in_flight.len() <= 1, "one worker has one message in flight");
+
+    // Restart: a new worker finishes the queue.
+    let m = Messaging::new(
+        queue.clone(),
+        fast_limiter(),
+        Arc::new(FileSender {
+            path: log.clone(),
+            delay: Duration::ZERO,
+        }),
+        Arc::new(SystemClock),
+        fast_config(),
+    );
+    m.start(&session);
+    for id in &ids {
+        wait_status(&queue, *id, QueueStatus::Sent).await;
+    }
+    m.shutdown().await;
+
+    let after = lines(&log);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for l in &after {
+        *counts.entry(l.as_str()).or_default() += 1;
+    }
+    for i in 0..CRASH_MESSAGES {
+        assert!(
+            counts.contains_key(format!("m{i}").as_str()),
+            "m{i} was lost"
+        );
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.len() <= 1 && twice.iter().all(|(_, n)| **n == 2),
+        "{twice:?}"
+    );
+    if let Some((body, _)) = twice.first() {
+        assert_eq!(
+            in_flight.first().map(|m| m.body.as_str()),
+            Some(**body),
+            "only the message in flight at the kill may be sent twice"
+        );
+    }
+    eprintln!(
+        "kill -9 after {} sends: {} message(s) in flight, {} sent twice",
+        before.len(),
+        in_flight.len(),
+        twice.len()
+    );
+}
+
+#[tokio::test]
+async fn kill_9_while_sending_on_sqlite_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
+    let stores = store::open(&url).await.unwrap();
+    create_sessions(&stores, &[sid(CRASH_SESSION)]).await;
+    kill_mid_send(&url, "", stores.messages.clone()).await;
+}
+
+#[tokio::test]
+async fn kill_9_while_sending_on_redis_loses_nothing() {
+    with_redis("kill", |conn, prefix| async move {
+        let queue = Arc::new(RedisMessageQueue::new(conn, &prefix));
+        kill_mid_send(&redis_url(), &prefix, queue).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kill_9_while_sending_on_postgres_loses_nothing() {
+    with_postgres(|stores, url| async move {
+        create_sessions(&stores, &[sid(CRASH_SESSION)]).await;
+        kill_mid_send(&url, "", stores.messages.clone()).await;
     })
     .await;
 }
