@@ -991,3 +991,87 @@ async fn kill_9_while_sending_on_postgres_loses_nothing() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Figures, not assertions. Run with:
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//     cargo test -p whatsapp-server --test messaging_backends -- --ignored --nocapture throughput
+// Prints the mean latency of each operation (one caller, sequential) and writes the figures
+// to target/messaging-throughput.txt.
+
+async fn measure_queue(backend: &str, q: &dyn MessageQueue) -> String {
+    const N: usize = 300;
+    let session = sid("bench");
+    let mut out = String::new();
+    let mut line = |op: &str, elapsed: Duration| {
+        let l = format!(
+            "{backend:9} {op:22} {N:4} ops  {:8.1} µs/op\n",
+            elapsed.as_secs_f64() * 1e6 / N as f64
+        );
+        print!("{l}");
+        out.push_str(&l);
+    };
+    let start = std::time::Instant::now();
+    for i in 0..N {
+        q.enqueue(
+            &new_message(&session, Some(&format!("k{i}")), "bench", Utc::now()),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    line("enqueue (with key)", start.elapsed());
+    let start = std::time::Instant::now();
+    for _ in 0..N {
+        let m = q.take_next(&session, Utc::now()).await.unwrap().unwrap();
+        q.mark_sent(m.id, &MessageId("w".into()), Utc::now())
+            .await
+            .unwrap();
+    }
+    line("take_next + mark_sent", start.elapsed());
+    out
+}
+
+#[tokio::test]
+#[ignore = "prints figures; run explicitly"]
+async fn throughput() {
+    let mut report = String::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite(dir.path()).await;
+    create_sessions(&stores, &[sid("bench")]).await;
+    report.push_str(&measure_queue("sqlite", stores.messages.as_ref()).await);
+    let pg = Arc::new(Mutex::new(String::new()));
+    let pg_out = pg.clone();
+    with_postgres(|stores, _url| async move {
+        create_sessions(&stores, &[sid("bench")]).await;
+        let figures = measure_queue("postgres", stores.messages.as_ref()).await;
+        pg_out.lock().unwrap().push_str(&figures);
+    })
+    .await;
+    report.push_str(&pg.lock().unwrap());
+    let redis_out = Arc::new(Mutex::new(String::new()));
+    let out = redis_out.clone();
+    with_redis("bench", |conn, prefix| async move {
+        let q = RedisMessageQueue::new(conn.clone(), &prefix);
+        let mut figures = measure_queue("redis", &q).await;
+        let limiter = RedisRateLimiter::new(conn, &prefix, Pacing::default()).unwrap();
+        const N: u32 = 1000;
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            limiter.try_acquire(&format!("s{}", i % 50)).await.unwrap();
+        }
+        let l = format!(
+            "redis     {:22} {N:4} ops  {:8.1} µs/op\n",
+            "rate limiter decision",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+        );
+        print!("{l}");
+        figures.push_str(&l);
+        out.lock().unwrap().push_str(&figures);
+    })
+    .await;
+    report.push_str(&redis_out.lock().unwrap());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/messaging-throughput.txt");
+    std::fs::write(&target, report).unwrap();
+    println!("written to {}", target.display());
+}
