@@ -25,7 +25,7 @@ use whatsapp_keepalive::{
 };
 use whatsapp_server::backup::ManagedBackup;
 use whatsapp_server::notify::LogNotifier;
-use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, RestoreOutcome};
+use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink};
 use whatsapp_storage::store::sqlite::SqliteSessionStore;
 
 type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -139,20 +139,16 @@ async fn main() -> DemoResult {
         store.get(&id).await?.map(|r| r.status)
     );
 
-    step("9. server starts again: restore from backup, relaunch, CONNECTED without a QR");
-    let outcome = manager
-        .restore(&id, &sessions_path.join(id.as_str()))
-        .await?;
-    println!("   restore path: {}", outcome.path());
-    if !matches!(outcome, RestoreOutcome::Backup { .. }) {
-        return Err(format!("expected a restore from backup, got {outcome:?}").into());
-    }
+    step(
+        "9. server starts again: the engine restores the profile from the newest backup, relaunches, CONNECTED without a QR",
+    );
     let engine = start_engine(&emulator, &store, &manager, &sessions_path, &target)?;
     let mut events = engine.subscribe();
     let restored = engine.restore().await?;
     println!("   restoring {restored:?}");
     wait_connected_no_qr(&mut events).await?;
-    println!("   {id} is ready again, no QR was shown");
+    let back = manager.newest_verified(&id).await?.ok_or("no backup")?;
+    println!("   {id} is ready again from {}, no QR was shown", back.key);
 
     engine.shutdown().await;
     println!(

@@ -719,6 +719,24 @@ impl SessionTask {
         let outcome = {
             // Bounded concurrency: a launch is the expensive part (a whole Chromium).
             let _permit = inner.launches.acquire().await;
+            // The profile first: intact on disk, or restored from the newest backup.
+            match timeout(
+                limits.launch_timeout,
+                inner.deps.backup.prepare_profile(&self.id),
+            )
+            .await
+            {
+                Ok(Ok(path)) => tracing::info!(session = %self.id, path, "profile ready"),
+                Ok(Err(e)) => {
+                    tracing::warn!(session = %self.id, error = %e, "profile could not be prepared");
+                    inputs.push_back(Input::LaunchFailed(Failure::from(&e)));
+                    return;
+                }
+                Err(_) => {
+                    inputs.push_back(Input::LaunchFailed(Failure::Timeout));
+                    return;
+                }
+            }
             match timeout(limits.launch_timeout, inner.deps.driver.launch(spec)).await {
                 Ok(Ok(browser)) => {
                     // Subscribe first, then read: no change can slip between the two.

@@ -21,11 +21,27 @@ use whatsapp_core::{BrowserSession, Result, SessionId, Wid};
 /// - `prune` deletes the backups of `session` taken before `before`, and returns how many it
 ///   deleted. It never deletes the newest backup, whatever its age (a session whose backups
 ///   stopped must keep its last good one).
-/// - Both may be called while the session's browser runs.
+/// - `backup` and `prune` may be called while the session's browser runs; `prepare_profile`
+///   is called only while no browser of ours runs on the profile.
 #[async_trait]
 pub trait SessionBackup: Send + Sync + Debug + 'static {
     /// Backs up the profile of `session`.
     async fn backup(&self, session: &SessionId) -> Result<()>;
+
+    /// Makes the profile of `session` ready for a launch: keeps it when it is intact,
+    /// otherwise restores it from the newest verified backup (the seed's start-up steps
+    /// "check the critical files; if they are missing, restore from the backup"). Called by
+    /// the engine before every launch, so a profile lost or damaged while the service runs
+    /// comes back too. Returns which way the profile came (`"disk"`, `"backup"`, or
+    /// `"none"` when neither holds a login and a QR will be needed). A transient error (the
+    /// backup store unreachable) makes the launch fail and be retried, rather than launching
+    /// on an empty profile and asking for a new QR.
+    ///
+    /// The default keeps whatever is on disk.
+    async fn prepare_profile(&self, session: &SessionId) -> Result<&'static str> {
+        let _ = session;
+        Ok("disk")
+    }
 
     /// Deletes the backups of `session` older than `before` (keeping the newest).
     async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize>;

@@ -47,6 +47,46 @@ async fn a_first_link_shows_a_qr_then_emails_connected_once() {
     w.engine.shutdown().await;
 }
 
+/// A profile lost while the session runs is restored from its backup before the relaunch
+/// (the seed's "restore from backup when the files are missing"): no QR, no new scan.
+#[tokio::test(start_paused = true)]
+async fn a_lost_profile_is_restored_from_backup_before_the_relaunch() {
+    let w = World::new(quiet(), "2026-03-02T12:00:00Z");
+    let id = w.linked("carol", PHONE).await;
+    w.backups
+        .saved
+        .lock()
+        .unwrap()
+        .insert(id.clone(), PhoneNumber::new(PHONE).unwrap());
+    let mut events = w.engine.subscribe();
+    w.engine.start(&id).await.unwrap();
+    w.wait_connected(&id).await;
+
+    // The browser dies and the disk loses the profile before anything else runs.
+    w.browser.crash(&id);
+    std::fs::remove_dir_all(w.dir.path().join("carol")).unwrap();
+    w.wait_browser(MINUTE, |b| b.launches(&id) == 2).await;
+    w.wait_connected(&id).await;
+    w.wait_status(&id, St::Ready, MINUTE).await;
+
+    let prepared: Vec<&str> = w
+        .backups
+        .prepared
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| *p)
+        .collect();
+    assert_eq!(prepared, ["disk", "backup"], "checked before each launch");
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            !matches!(ev, EngineEvent::Qr { .. }),
+            "no QR after the restore: {ev:?}"
+        );
+    }
+    w.engine.shutdown().await;
+}
+
 /// `stop` closes the browser and keeps the login; `start` brings it back without a QR.
 #[tokio::test(start_paused = true)]
 async fn stop_closes_the_browser_and_start_brings_it_back() {

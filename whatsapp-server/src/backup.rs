@@ -50,6 +50,14 @@ impl SessionBackup for ManagedBackup {
         }
     }
 
+    async fn prepare_profile(&self, session: &SessionId) -> Result<&'static str> {
+        let outcome = self
+            .manager
+            .restore(session, &self.sessions_path.join(session.as_str()))
+            .await?;
+        Ok(outcome.path())
+    }
+
     async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {
         let report = self.manager.prune_before(Some(session), before).await?;
         Ok(report.deleted.len())

@@ -19,12 +19,18 @@ use whatsapp_keepalive::{
 /// What a recording hook saw: a session and a wall time.
 pub type Log = Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>;
 
-/// A [`SessionBackup`] that records the wall time of every backup.
+/// A [`SessionBackup`] that records the wall time of every backup, and can "restore" a
+/// login into a lost profile (as the real hook restores the newest backup).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingBackup {
     clock: Option<FakeClock>,
+    sessions: Option<std::path::PathBuf>,
     pub taken: Log,
     pub pruned: Log,
+    /// Logins a backup holds, by session.
+    pub saved: Arc<Mutex<std::collections::HashMap<SessionId, PhoneNumber>>>,
+    /// Every `prepare_profile` call and the path it reported.
+    pub prepared: Arc<Mutex<Vec<(SessionId, &'static str)>>>,
 }
 
 #[async_trait]
@@ -33,6 +39,20 @@ impl SessionBackup for RecordingBackup {
         let now = self.clock.as_ref().unwrap().now();
         self.taken.lock().unwrap().push((session.clone(), now));
         Ok(())
+    }
+
+    async fn prepare_profile(&self, session: &SessionId) -> Result<&'static str> {
+        let profile = self.sessions.as_ref().unwrap().join(session.as_str());
+        let path = if FakeBrowser::login_in(&profile).is_some() {
+            "disk"
+        } else if let Some(phone) = self.saved.lock().unwrap().get(session) {
+            FakeBrowser::write_login(&profile, phone).unwrap();
+            "backup"
+        } else {
+            "none"
+        };
+        self.prepared.lock().unwrap().push((session.clone(), path));
+        Ok(path)
     }
 
     async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {
@@ -85,12 +105,13 @@ impl World {
         let browser = FakeBrowser::new(42);
         let store = Arc::new(InMemorySessionStore::new());
         let notifier = RecordingNotifier::new();
+        let dir = tempfile::tempdir().unwrap();
         let backups = RecordingBackup {
             clock: Some(clock.clone()),
+            sessions: Some(dir.path().to_owned()),
             ..RecordingBackup::default()
         };
         let sender = TimedSender::default();
-        let dir = tempfile::tempdir().unwrap();
         let engine = KeepaliveEngine::new(
             config,
             EngineDeps {
