@@ -28,12 +28,12 @@ use super::redis_error;
 
 /// How fast one session may send.
 ///
-/// The default — **one message every 4 s, bursts of at most 2** — is deliberately slow:
-/// WhatsApp's anti-spam systems look at how fast an account sends, and bursts of messages
-/// from a linked device are what gets accounts banned; keepalive traffic is a few messages
-/// a day. Humans rarely send more than one message every few seconds, so 3–5 s per message
-/// is the range commonly used by WhatsApp Web automation; we take the middle of it. Raise it
-/// only for accounts that are known to tolerate more.
+/// The default — **one message every 4 s, bursts of at most 2** — is deliberately slow.
+/// WhatsApp publishes no limits, but its anti-spam systems restrict or ban accounts that send
+/// faster than a person would, and keepalive traffic is only a few messages a day; a person
+/// rarely sends more than one message every few seconds. We take the middle of the 3–5 s
+/// range and allow a second message right after a quiet spell (a reply and a follow-up).
+/// Raise it only for accounts known to tolerate more; lower the burst to 1 for new numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
     /// The steady-state spacing between two messages (GCRA's emission interval). Not zero.

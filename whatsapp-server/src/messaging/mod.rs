@@ -21,8 +21,11 @@
 //! before the browser call and `sent` right after. If the process dies (or the worker is
 //! cancelled) between those two writes, the message is left `sending`; the next worker for
 //! the session puts it back to `queued` on start and sends it again. So a crash *while the
-//! browser call is in flight* may send that one message twice; a crash anywhere else never
-//! loses or duplicates a message. The same idempotency key (per session) never stores — and
+//! browser call is in flight* may send that one message twice (per session: a worker has
+//! one message in flight at a time); a crash anywhere else never loses or duplicates a
+//! message. An orderly stop waits for the send in flight
+//! ([`WorkerConfig::shutdown_grace`]) so that it does not cause a duplicate. The
+//! `messaging_backends` tests SIGKILL a sending process and check exactly this. The same idempotency key (per session) never stores — and
 //! so never sends — a second message. A send that times out is treated as a transient
 //! failure and retried, with the same caveat (WhatsApp may have accepted it).
 

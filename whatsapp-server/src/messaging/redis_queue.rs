@@ -11,6 +11,9 @@
 //! | `<p>:q:inflight:<session>` | sorted set | the processing list: `sending` ids, scored by claim time (µs) |
 //! | `<p>:q:all:<session>` | sorted set | every id of the session, for [`MessageQueue::list`] |
 //!
+//! `take_next` takes the lowest id among the (up to 100) earliest-due messages of the
+//! session: the order of the database queue whenever fewer than 100 are due at once.
+//!
 //! Every state change is one Lua script, so it is atomic: two workers never take the same
 //! message, and an idempotency key maps to exactly one message. A message is taken by moving
 //! it from `ready` to `inflight`; [`MessageQueue::requeue_sending`] moves a session's

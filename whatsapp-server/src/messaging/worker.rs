@@ -395,8 +395,9 @@ impl MessageWorker {
         Ok(Step::Again)
     }
 
-    /// Queues a taken message again, unchanged, without counting the attempt as a failure.
-    /// Best effort: if it fails, the message stays `sending` until the next recovery.
+    /// Queues a taken message again, due as before (the attempt `take_next` counted stays
+    /// counted). Best effort: if it fails, the message stays `sending` until the next
+    /// recovery.
     async fn put_back(&self, message: &QueuedMessage, why: &str) {
         if let Err(e) = self
             .queue
