@@ -1075,3 +1075,61 @@ async fn throughput() {
     std::fs::write(&target, report).unwrap();
     println!("written to {}", target.display());
 }
+
+#[tokio::test]
+async fn backends_follow_redis_url_and_enqueue_checks_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite(dir.path()).await;
+    create_sessions(&stores, &[sid("alice")]).await;
+    let (queue, limiter) =
+        whatsapp_server::messaging::backends(None, "x", stores.messages.clone(), Pacing::default())
+            .unwrap();
+    assert!(format!("{queue:?}").contains("Sqlite"), "{queue:?}");
+    assert!(
+        format!("{limiter:?}").contains("LocalRateLimiter"),
+        "{limiter:?}"
+    );
+
+    with_redis("backends", |conn, prefix| async move {
+        let (queue, limiter) = whatsapp_server::messaging::backends(
+            Some(conn),
+            &prefix,
+            stores.messages.clone(),
+            Pacing::default(),
+        )
+        .unwrap();
+        assert!(format!("{queue:?}").contains("RedisMessageQueue"));
+        assert!(format!("{limiter:?}").contains("RedisRateLimiter"));
+        let lookup = FakeBrowser::new(1);
+        let m = Messaging::new(
+            queue.clone(),
+            limiter,
+            Arc::new(BrowserSender::new(move |id| lookup.session(id))),
+            Arc::new(SystemClock),
+            fast_config(),
+        )
+        .with_sessions(stores.sessions.clone());
+        let alice = sid("alice");
+        assert!(m.enqueue(&alice, &to(), "hi", None).await.unwrap().created);
+        assert!(matches!(
+            m.enqueue(&sid("nobody"), &to(), "hi", None).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(queue.list(&sid("nobody"), &[]).await.unwrap().is_empty());
+        for (text, key) in [
+            ("   ", None),
+            ("hi", Some("")),
+            ("hi", Some(&*"k".repeat(201))),
+        ] {
+            assert!(
+                matches!(
+                    m.enqueue(&alice, &to(), text, key).await,
+                    Err(Error::InvalidInput { .. })
+                ),
+                "{text:?} {key:?}"
+            );
+        }
+        assert_eq!(queue.list(&alice, &[]).await.unwrap().len(), 1);
+    })
+    .await;
+}

@@ -38,7 +38,7 @@ pub mod worker;
 pub use limiter::{Decision, LocalRateLimiter, Pacing, RateLimiter, RedisRateLimiter};
 pub use memory::InMemoryMessageQueue;
 pub use redis_queue::RedisMessageQueue;
-pub use service::{Messaging, QueueSender};
+pub use service::{Messaging, QueueSender, backends};
 pub use worker::{BrowserSender, MessageSender, MessageWorker, RetryPolicy, WorkerConfig};
 
 use whatsapp_core::Error;

@@ -6,14 +6,16 @@ use std::fmt::{self, Debug};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use whatsapp_core::{BrowserSession, Clock, Error, Result, SessionId, Wid};
+use whatsapp_core::{BrowserSession, Clock, Error, Result, SessionId, SessionStore, Wid};
 use whatsapp_keepalive::KeepaliveSender;
 use whatsapp_storage::store::{Enqueued, MessageQueue, NewQueuedMessage, QueuedMessage};
 
-use super::limiter::RateLimiter;
+use super::limiter::{LocalRateLimiter, Pacing, RateLimiter, RedisRateLimiter};
+use super::redis_queue::RedisMessageQueue;
 use super::worker::{MessageSender, MessageWorker, WorkerConfig};
 
 /// The longest text accepted (WhatsApp's own limit is 65 536 characters).
@@ -34,7 +36,27 @@ struct Inner {
     sender: Arc<dyn MessageSender>,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
+    sessions: Option<Arc<dyn SessionStore>>,
     workers: Mutex<HashMap<SessionId, Running>>,
+}
+
+/// The queue and the limiter of a deployment: both in Redis when a connection is given
+/// (`REDIS_URL` set), otherwise the database's queue and the in-process limiter.
+///
+/// `prefix` namespaces the Redis keys (several deployments may share one Redis).
+pub fn backends(
+    redis: Option<ConnectionManager>,
+    prefix: &str,
+    database_queue: Arc<dyn MessageQueue>,
+    pacing: Pacing,
+) -> Result<(Arc<dyn MessageQueue>, Arc<dyn RateLimiter>)> {
+    Ok(match redis {
+        Some(conn) => (
+            Arc::new(RedisMessageQueue::new(conn.clone(), prefix)),
+            Arc::new(RedisRateLimiter::new(conn, prefix, pacing)?),
+        ),
+        None => (database_queue, Arc::new(LocalRateLimiter::new(pacing)?)),
+    })
 }
 
 /// Outgoing messages: enqueue, status, and one worker per session that sends.
@@ -74,9 +96,24 @@ impl Messaging {
                 sender,
                 clock,
                 config,
+                sessions: None,
                 workers: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Makes [`Messaging::enqueue`] check that the session exists ([`Error::NotFound`]
+    /// otherwise) — needed with the Redis queue, which does not know the sessions. Call
+    /// before cloning.
+    ///
+    /// # Panics
+    ///
+    /// If this `Messaging` was already cloned.
+    pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("Messaging::with_sessions must be called before cloning")
+            .sessions = Some(sessions);
+        self
     }
 
     /// The queue (for listing and reads).
@@ -113,6 +150,11 @@ impl Messaging {
                 "idempotency_key",
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
             ));
+        }
+        if let Some(sessions) = &self.inner.sessions
+            && sessions.get(session).await?.is_none()
+        {
+            return Err(Error::not_found(format!("session {session}")));
         }
         let now = self.inner.clock.now();
         let done = self
