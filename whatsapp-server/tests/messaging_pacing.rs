@@ -450,3 +450,80 @@ async fn a_readiness_function_replaces_the_browser_probe() {
     assert!(!probing.ready(&id).await);
     assert!(!probing.ready(&sid("nobody")).await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_engines_keepalive_texts_are_queued_paced_and_sent_through_its_browser() {
+    use whatsapp_core::testing::{FakeClock, InMemorySessionStore, RecordingNotifier};
+    use whatsapp_core::{Clock, SessionRecord, SessionStatus, SessionStore, TenantId};
+    use whatsapp_keepalive::{
+        EngineDeps, KeepaliveConfig, KeepaliveEngine, KeepaliveTarget, NoBackup,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::following_tokio(t0());
+    let fake = FakeBrowser::new(42);
+    let store = Arc::new(InMemorySessionStore::new());
+    let queue = Arc::new(InMemoryMessageQueue::new());
+    // The wiring the server does: sender first, engine later.
+    let slot = Arc::new(std::sync::OnceLock::new());
+    let m = Messaging::new(
+        queue.clone(),
+        Arc::new(LocalRateLimiter::new(Pacing::default()).unwrap()),
+        Arc::new(BrowserSender::from_engine_slot(slot.clone())),
+        Arc::new(clock.clone()),
+        WorkerConfig::default(),
+    );
+    let target = PhoneNumber::new("34600000002").unwrap();
+    let mut config = KeepaliveConfig::default();
+    config.keepalive.target = KeepaliveTarget::Number(target.clone());
+    let engine = KeepaliveEngine::new(
+        config,
+        EngineDeps {
+            driver: Arc::new(fake.clone()),
+            store: store.clone(),
+            notifier: Arc::new(RecordingNotifier::new()),
+            clock: Arc::new(clock.clone()),
+            backup: Arc::new(NoBackup),
+            sender: Arc::new(QueueSender::new(m.clone())),
+            sessions_path: dir.path().to_owned(),
+            seed: 7,
+        },
+    )
+    .unwrap();
+    slot.set(engine.clone()).unwrap();
+
+    let id = sid("alice");
+    let phone = PhoneNumber::new("34600000000").unwrap();
+    let mut record = SessionRecord::new(id.clone(), TenantId::new("t1").unwrap(), clock.now());
+    record.status = SessionStatus::Ready;
+    record.wid = Some(phone.wid());
+    store.create(&record).await.unwrap();
+    FakeBrowser::write_login(&dir.path().join(id.as_str()), &phone).unwrap();
+    m.start(&id);
+    engine.start(&id).await.unwrap();
+
+    // Keepalive texts come every 55–65 min: three of them within 4 hours.
+    tokio::time::timeout(
+        Duration::from_secs(4 * 3600),
+        fake.wait_until(|f| f.sent_by(&id).len() >= 3),
+    )
+    .await
+    .expect("the engine's keepalive texts were not sent");
+    let sent = fake.sent_by(&id);
+    let queued = queue.list(&id, &[QueueStatus::Sent]).await.unwrap();
+    assert!(queued.len() >= 3);
+    for (s, q) in sent.iter().zip(&queued) {
+        assert_eq!(s.to, target.wid());
+        assert_eq!(q.body, s.body, "every text went through the queue");
+        assert_eq!(q.message_id.as_ref(), Some(&s.id));
+    }
+    // Readiness comes from the engine: a stopped session cannot send.
+    let sender = BrowserSender::from_engine(engine.clone());
+    assert!(sender.ready(&id).await);
+    engine.stop(&id).await.unwrap();
+    assert!(!sender.ready(&id).await);
+    let err = sender.send(&id, &to(), "x").await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    engine.shutdown().await;
+    m.shutdown().await;
+}

@@ -12,7 +12,7 @@
 //! guarantees that in a cluster (the node that runs the browser runs the worker).
 
 use std::fmt::{self, Debug};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,12 +92,23 @@ impl BrowserSender {
     /// Sends through the engine's current handle of each session; a session is ready when
     /// the engine has a handle and last saw it `CONNECTED` (no browser round trip).
     pub fn from_engine(engine: KeepaliveEngine) -> Self {
-        let states = engine.clone();
-        Self::new(move |id| engine.browser(id)).with_readiness(move |id| {
-            states.browser(id).is_some()
-                && states
-                    .snapshot(id)
-                    .is_some_and(|s| s.state == Some(ConnectionState::Connected))
+        let slot = Arc::new(OnceLock::new());
+        let _ = slot.set(engine);
+        Self::from_engine_slot(slot)
+    }
+
+    /// Like [`BrowserSender::from_engine`], for an engine built later: the engine's
+    /// [`QueueSender`](super::QueueSender) needs the [`Messaging`](super::Messaging) that
+    /// needs this sender, so the server builds the sender first and fills `slot` once the
+    /// engine exists. Until then no session is ready.
+    pub fn from_engine_slot(slot: Arc<OnceLock<KeepaliveEngine>>) -> Self {
+        let states = slot.clone();
+        Self::new(move |id| slot.get().and_then(|e| e.browser(id))).with_readiness(move |id| {
+            states.get().is_some_and(|e| {
+                e.browser(id).is_some()
+                    && e.snapshot(id)
+                        .is_some_and(|s| s.state == Some(ConnectionState::Connected))
+            })
         })
     }
 }
