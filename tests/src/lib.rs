@@ -6,10 +6,12 @@
 //!
 //! - [`stack`]: the emulator served over TLS as `web.whatsapp.com` plus a [`ChromiumDriver`]
 //!   pointed at it, and helpers to link a session and wait for states.
+//! - [`postgres`]: a fresh Postgres database per test (used by the server's tests too).
 //! - [`s3`]: a `moto_server` on a free loopback port, for S3 backups.
 //! - `tests/`: the end-to-end tests.
 //!
 //! [`ChromiumDriver`]: whatsapp_chromium::ChromiumDriver
 
+pub mod postgres;
 pub mod s3;
 pub mod stack;

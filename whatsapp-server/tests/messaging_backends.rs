@@ -99,35 +99,11 @@ where
     F: FnOnce(Stores, String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "DATABASE_URL is not set. The Postgres queue tests need a running server and a role \
-             allowed to CREATE DATABASE, e.g.\n    \
-             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test -p whatsapp-server"
-        )
-    });
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("cannot connect to DATABASE_URL (is Postgres running on 127.0.0.1:5432?): {e}")
-    });
-    let name = unique("queue").replace('-', "_");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&name);
-    let stores = store::open(url.as_str()).await.unwrap();
-    let outcome = AssertUnwindSafe(test(stores, url.to_string()))
-        .catch_unwind()
-        .await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    whatsapp_tests::postgres::with_database("wa_queue_test", async |url| {
+        let stores = store::open(&url).await.unwrap();
+        test(stores, url).await
+    })
+    .await
 }
 
 /// The stores of a fresh SQLite file.

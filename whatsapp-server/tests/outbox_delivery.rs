@@ -10,8 +10,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::{DateTime, TimeZone, Utc};
-use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -776,47 +773,12 @@ mod sqlite {
 mod postgres {
     use super::*;
 
-    fn admin_url() -> String {
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-            panic!(
-                "DATABASE_URL is not set. The Postgres outbox tests need a running server and a \
-                 role allowed to CREATE DATABASE, e.g.\n    \
-                 DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test -p whatsapp-server --test outbox_delivery"
-            )
-        })
-    }
-
     async fn with_database<F, Fut>(test: F)
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = ()>,
     {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin_url = admin_url();
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("cannot connect to DATABASE_URL (is Postgres running on 127.0.0.1:5432?): {e}")
-        });
-        let name = format!(
-            "wa_outbox_test_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            Utc::now().timestamp_micros()
-        );
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let mut url = Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        let outcome = AssertUnwindSafe(test(url.to_string())).catch_unwind().await;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        whatsapp_tests::postgres::with_database("wa_outbox_test", test).await
     }
 
     #[tokio::test]
@@ -913,28 +875,11 @@ async fn throughput() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let mut report = measure("sqlite", &sqlite_url).await;
-    let admin = std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
-    );
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    let name = format!("wa_outbox_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let mut url = Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    let outcome = AssertUnwindSafe(measure("postgres", url.as_str()))
-        .catch_unwind()
-        .await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    match outcome {
-        Ok(line) => report.push_str(&line),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    let line = whatsapp_tests::postgres::with_database("wa_outbox_bench", async |url| {
+        measure("postgres", &url).await
+    })
+    .await;
+    report.push_str(&line);
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("outbox-throughput.txt"), report).unwrap();
