@@ -5,12 +5,15 @@
 //!
 //! - [`backup`]: the keepalive engine's backup hook on top of `whatsapp-storage`'s
 //!   [`whatsapp_storage::backup::BackupManager`].
+//! - [`config`]: [`config::ServerConfig`], every setting from flags, environment and a TOML
+//!   file, validated into [`config::CheckedServerConfig`].
 //! - [`messaging`]: the durable, paced outgoing message queue and its worker.
 //! - [`outbox`]: durable delivery of e-mails and signed webhooks (retries, dead letters).
 //! - [`notify`]: the [`whatsapp_core::Notifier`] that POSTs e-mails to the frontend's
 //!   `/api/send-email` endpoint.
 
 pub mod backup;
+pub mod config;
 pub mod messaging;
 pub mod notify;
 pub mod outbox;

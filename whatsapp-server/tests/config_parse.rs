@@ -1,0 +1,382 @@
+//! `ServerConfig`: defaults, validation errors naming the setting, secrets kept out of
+//! `Debug`, the configuration file under flags, and `--help`.
+//!
+//! Settings are passed as flags (the environment is shared between test threads and is
+//! never changed here).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::CommandFactory;
+use whatsapp_keepalive::KeepaliveTarget;
+use whatsapp_server::config::{
+    BackupTarget, ServerConfig, node_id_from_hostname, resolve_chromium_path, split_chromium_args,
+};
+
+fn parse(args: &[&str]) -> ServerConfig {
+    let mut all = vec!["whatsapp-server"];
+    all.extend_from_slice(args);
+    ServerConfig::try_load_from(all).expect("parses")
+}
+
+fn error_setting(args: &[&str]) -> String {
+    let config = parse(args);
+    let err = config.validate().expect_err("must be invalid");
+    assert!(
+        err.to_string().contains(err.setting),
+        "message names the setting: {err}"
+    );
+    err.setting.to_owned()
+}
+
+const TEXTS_15: &str = "t1|t2|t3|t4|t5|t6|t7|t8|t9|t10|t11|t12|t13|t14|t15";
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+#[test]
+fn defaults_are_the_seeds() {
+    let c = parse(&[]);
+    assert_eq!(c.port, 4000);
+    assert_eq!(c.backup_cron, "0 2 * * *");
+    assert_eq!(c.backup_retention_days, 30);
+    assert_eq!(c.s3_bucket, "whatsapp-backups");
+    assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com/");
+    assert_eq!(c.sessions_path, PathBuf::from("./data/whatsapp-sessions"));
+    let checked = parse(&["--time-zone", "UTC"])
+        .validate()
+        .expect("defaults valid");
+    assert_eq!(checked.listen.port(), 4000);
+    let k = checked.keepalive_config();
+    assert_eq!(k.backup.cron, "0 2 * * *");
+    assert_eq!(k.backup.retention, Duration::from_secs(30 * 24 * 3600));
+    assert!(checked.s3_config().is_none());
+}
+
+#[test]
+fn default_database_is_sqlite_under_data_dir() {
+    let checked = parse(&["--data-dir", "/srv/wa", "--time-zone", "UTC"])
+        .validate()
+        .unwrap();
+    assert!(checked.database_url.starts_with("sqlite://"));
+    assert!(checked.database_url.contains("/srv/wa/"));
+    assert!(
+        matches!(checked.backup, BackupTarget::Local(ref p) if p == Path::new("/srv/wa/backups"))
+    );
+}
+
+#[test]
+fn every_invalid_setting_is_named() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--port", "0"], "PORT"),
+        (&["--host", "not-an-ip"], "HOST"),
+        (&["--frontend-url", "not a url"], "FRONTEND_URL"),
+        (&["--frontend-url", "ftp://example.com"], "FRONTEND_URL"),
+        (&["--database-url", "mysql://x/y"], "DATABASE_URL"),
+        (&["--redis-url", "http://x"], "REDIS_URL"),
+        (&["--whatsapp-web-url", "nope"], "WHATSAPP_WEB_URL"),
+        (&["--time-zone", "Mars/Olympus"], "TIME_ZONE"),
+        (&["--tz", "Mars/Olympus"], "TZ"),
+        (&["--backup-cron", "every day"], "BACKUP_CRON"),
+        (&["--backup-retention-days", "0"], "BACKUP_RETENTION_DAYS"),
+        (&["--keepalive-target", "12ab"], "KEEPALIVE_TARGET"),
+        (
+            &[
+                "--keepalive-target",
+                "34600000000",
+                "--keepalive-texts",
+                "a|b|c",
+            ],
+            "KEEPALIVE_TEXTS",
+        ),
+        (
+            &["--backup-encryption-key", "short"],
+            "BACKUP_ENCRYPTION_KEY",
+        ),
+        (
+            &[
+                "--backup-sink",
+                "s3",
+                "--s3-bucket",
+                "",
+                "--s3-access-key-id",
+                "id",
+                "--s3-secret-access-key",
+                "x",
+            ],
+            "S3_BUCKET",
+        ),
+        (&["--backup-sink", "s3"], "S3_ACCESS_KEY_ID"),
+        (&["--backup-sink", "ftp"], "BACKUP_SINK"),
+        (&["--node-id", "Bad.Node"], "NODE_ID"),
+        (&["--chromium-args", "\"unterminated"], "CHROMIUM_ARGS"),
+    ];
+    for (args, setting) in cases {
+        let mut all = args.to_vec();
+        if !args.contains(&"--time-zone") && !args.contains(&"--tz") {
+            all.extend(["--time-zone", "UTC"]);
+        }
+        assert_eq!(&error_setting(&all), setting, "for {args:?}");
+    }
+}
+
+#[test]
+fn a_bad_port_is_refused_by_the_parser_naming_it() {
+    let err = ServerConfig::try_load_from(["whatsapp-server", "--port", "99999"]).unwrap_err();
+    assert!(err.to_string().contains("PORT"), "{err}");
+}
+
+#[test]
+fn valid_settings_build_the_pieces() {
+    let checked = parse(&[
+        "--time-zone",
+        "Europe/Madrid",
+        "--keepalive-target",
+        "+34 600 000 000",
+        "--keepalive-texts",
+        TEXTS_15,
+        "--backup-sink",
+        "s3",
+        "--s3-endpoint",
+        "http://127.0.0.1:9000",
+        "--s3-access-key-id",
+        "minio",
+        "--s3-secret-access-key",
+        "minio-secret",
+        "--s3-path-style",
+        "true",
+        "--s3-prefix",
+        "/wa/prod/",
+        "--backup-encryption-key",
+        KEY_HEX,
+        "--frontend-url",
+        "https://app.example.com/path",
+        "--chromium-args",
+        "--host-resolver-rules=\"MAP web.whatsapp.com 127.0.0.1:4010\", --ignore-certificate-errors",
+        "--node-id",
+        "node-1",
+    ])
+    .validate()
+    .expect("valid");
+    let k = checked.keepalive_config();
+    assert_eq!(k.backup.time_zone, chrono_tz::Europe::Madrid);
+    assert!(
+        matches!(k.keepalive.target, KeepaliveTarget::Number(ref n) if n.digits() == "34600000000")
+    );
+    assert_eq!(k.keepalive.texts.len(), 15);
+    let s3 = checked.s3_config().expect("s3");
+    assert_eq!(s3.bucket, "whatsapp-backups");
+    assert_eq!(s3.prefix, "wa/prod");
+    assert!(s3.path_style && s3.allow_http);
+    let chromium = checked.chromium_config();
+    assert_eq!(
+        chromium.extra_args,
+        vec![
+            "--host-resolver-rules=MAP web.whatsapp.com 127.0.0.1:4010".to_owned(),
+            "--ignore-certificate-errors".to_owned()
+        ]
+    );
+    assert_eq!(
+        checked.cors_origin().as_deref(),
+        Some("https://app.example.com")
+    );
+    assert!(checked.backup_encryption_key.is_some());
+    assert_eq!(checked.node_id.as_str(), "node-1");
+}
+
+#[test]
+fn own_target_and_texts_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("texts.txt");
+    let texts: Vec<String> = (1..=16).map(|i| format!("text {i}")).collect();
+    std::fs::write(&file, texts.join("\n") + "\n\n").unwrap();
+    let checked = parse(&[
+        "--time-zone",
+        "UTC",
+        "--keepalive-target",
+        "own",
+        "--keepalive-texts",
+        file.to_str().unwrap(),
+    ])
+    .validate()
+    .unwrap();
+    let k = checked.keepalive_config();
+    assert_eq!(k.keepalive.target, KeepaliveTarget::OwnNumber);
+    assert_eq!(k.keepalive.texts, texts);
+}
+
+#[test]
+fn secrets_never_appear_in_debug() {
+    let config = parse(&[
+        "--time-zone",
+        "UTC",
+        "--admin-api-key",
+        "admin-secret-1",
+        "--supabase-jwt-secret",
+        "jwt-secret-2",
+        "--email-api-token",
+        "mail-secret-3",
+        "--backup-sink",
+        "s3",
+        "--s3-access-key-id",
+        "id",
+        "--s3-secret-access-key",
+        "s3-secret-4",
+        "--backup-encryption-key",
+        KEY_HEX,
+        "--database-url",
+        "postgres://app:db-secret-5@127.0.0.1/app",
+        "--redis-url",
+        "redis://:redis-secret-6@127.0.0.1:6379",
+    ]);
+    let checked = config.validate().unwrap();
+    for text in [format!("{config:?}"), format!("{checked:?}")] {
+        for secret in [
+            "admin-secret-1",
+            "jwt-secret-2",
+            "mail-secret-3",
+            "s3-secret-4",
+            KEY_HEX,
+            "db-secret-5",
+            "redis-secret-6",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+        assert!(text.contains("***"));
+    }
+}
+
+#[test]
+fn file_values_apply_under_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        r#"
+port = 5000
+s3-bucket = "from-file"
+BACKUP_RETENTION_DAYS = 7
+s3_path_style = true
+keepalive_texts = ["a", "b"]
+chromium_args = ["--proxy-server=socks5://127.0.0.1:1080", "--lang=es ES"]
+"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let c = parse(&["--config", path, "--port", "6000"]);
+    assert_eq!(c.port, 6000, "the flag wins over the file");
+    assert_eq!(c.s3_bucket, "from-file");
+    assert_eq!(c.backup_retention_days, 7);
+    assert!(c.s3_path_style);
+    assert_eq!(c.keepalive_texts.as_deref(), Some("a|b"));
+    assert_eq!(
+        split_chromium_args(c.chromium_args.as_deref().unwrap()).unwrap(),
+        vec!["--proxy-server=socks5://127.0.0.1:1080", "--lang=es ES"]
+    );
+}
+
+#[test]
+fn unknown_file_keys_and_bad_toml_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.toml");
+    std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+    let err = ServerConfig::try_load_from(["x", "--config", file.to_str().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("no_such_setting"), "{err}");
+    std::fs::write(&file, "port = \n").unwrap();
+    let err = ServerConfig::try_load_from(["x", "--config", file.to_str().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("CONFIG_FILE"), "{err}");
+}
+
+#[test]
+fn chromium_path_falls_back_to_puppeteer() {
+    let a = Path::new("/opt/chromium");
+    let b = Path::new("/opt/puppeteer-chrome");
+    assert_eq!(resolve_chromium_path(Some(a), Some(b)), a);
+    assert_eq!(resolve_chromium_path(None, Some(b)), b);
+    assert_eq!(
+        resolve_chromium_path(None, None),
+        PathBuf::from("/usr/bin/chromium")
+    );
+    let checked = parse(&[
+        "--time-zone",
+        "UTC",
+        "--puppeteer-executable-path",
+        "/opt/puppeteer-chrome",
+    ])
+    .validate()
+    .unwrap();
+    assert_eq!(checked.chromium_config().executable, b);
+}
+
+#[test]
+fn chromium_args_syntax() {
+    assert_eq!(
+        split_chromium_args("--a --b=1,--c, --d --disable-features=X,Y 'e f'").unwrap(),
+        vec![
+            "--a",
+            "--b=1",
+            "--c",
+            "--d",
+            "--disable-features=X,Y",
+            "e f"
+        ]
+    );
+    assert_eq!(
+        split_chromium_args(r#"--x="a \"q\" b""#).unwrap(),
+        vec![r#"--x=a "q" b"#]
+    );
+    assert!(split_chromium_args("").unwrap().is_empty());
+}
+
+#[test]
+fn node_id_from_hostnames() {
+    assert_eq!(
+        node_id_from_hostname("Web-01.Example.COM\n").as_str(),
+        "web-01-example-com"
+    );
+    assert_eq!(node_id_from_hostname("").as_str(), "node");
+    assert_eq!(node_id_from_hostname(&"a".repeat(100)).as_str().len(), 64);
+}
+
+#[test]
+fn help_lists_every_env_var() {
+    let help = ServerConfig::command().render_long_help().to_string();
+    for var in [
+        "CONFIG_FILE",
+        "PORT",
+        "HOST",
+        "SESSIONS_PATH",
+        "DATA_DIR",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "FRONTEND_URL",
+        "EMAIL_API_TOKEN",
+        "CHROMIUM_PATH",
+        "PUPPETEER_EXECUTABLE_PATH",
+        "CHROMIUM_ARGS",
+        "WHATSAPP_WEB_URL",
+        "ADMIN_API_KEY",
+        "SUPABASE_JWT_SECRET",
+        "BACKUP_SINK",
+        "BACKUP_DIR",
+        "S3_ENDPOINT",
+        "S3_REGION",
+        "S3_BUCKET",
+        "S3_PREFIX",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "S3_PATH_STYLE",
+        "BACKUP_ENCRYPTION_KEY",
+        "BACKUP_CRON",
+        "BACKUP_RETENTION_DAYS",
+        "TIME_ZONE",
+        "TZ",
+        "KEEPALIVE_TARGET",
+        "KEEPALIVE_TEXTS",
+        "NODE_ID",
+    ] {
+        assert!(
+            help.contains(&format!("env: {var}=")) || help.contains(&format!("env: {var}]")),
+            "--help lacks {var}"
+        );
+    }
+    assert!(help.contains("Precedence"));
+}
