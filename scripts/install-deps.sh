@@ -28,6 +28,8 @@ if [ ! -d whatsapp-emulator/compat/node_modules/whatsapp-web.js ]; then
     echo "installing whatsapp-web.js with npm ci"
     (cd whatsapp-emulator/compat && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
+# socket.io-client v4, the client the real-time endpoint is tested with.
+[ -d whatsapp-server/tests/socketio-client/node_modules/socket.io-client ] || (cd whatsapp-server/tests/socketio-client && npm ci --no-audit --no-fund --loglevel=error)
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     echo "installing cargo-nextest"

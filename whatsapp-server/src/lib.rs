@@ -11,9 +11,12 @@
 //! - [`outbox`]: durable delivery of e-mails and signed webhooks (retries, dead letters).
 //! - [`notify`]: the [`whatsapp_core::Notifier`] that POSTs e-mails to the frontend's
 //!   `/api/send-email` endpoint.
+//! - [`realtime`]: the Socket.IO endpoint pushing `qr`/`authenticated`/`ready`/`status`/
+//!   `disconnected` events to the tenant that owns the session.
 
 pub mod backup;
 pub mod config;
 pub mod messaging;
 pub mod notify;
 pub mod outbox;
+pub mod realtime;
