@@ -546,21 +546,32 @@ impl ServerConfig {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let mut command = Self::command();
-        let matches = command.try_get_matches_from_mut(args.clone())?;
-        let first = Self::from_arg_matches(&matches)?;
-        let Some(path) = first.config.clone() else {
-            return Ok(first);
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut config = Self::from_arg_matches(&matches)?;
+        config.apply_file(&matches)?;
+        Ok(config)
+    }
+
+    /// Applies the `--config` file (if one was given) to the settings that `matches` got
+    /// neither from the command line nor from the environment. `matches` are the ones this
+    /// configuration was parsed from; use this when `ServerConfig` is flattened into a
+    /// subcommand (`#[command(flatten)]`), passing the subcommand's matches.
+    pub fn apply_file(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let Some(path) = self.config.clone() else {
+            return Ok(());
         };
-        let file_args = file_arguments(&command, &matches, &path)
+        let mut command = Self::command();
+        let file_args = file_arguments(&command, matches, &path)
             .map_err(|e| command.error(clap::error::ErrorKind::ValueValidation, e))?;
-        let mut merged = Vec::with_capacity(args.len() + file_args.len());
-        merged.extend(args.first().cloned());
-        merged.extend(file_args.into_iter().map(OsString::from));
-        merged.extend(args.into_iter().skip(1));
-        let matches = command.try_get_matches_from_mut(merged)?;
-        Self::from_arg_matches(&matches)
+        if file_args.is_empty() {
+            return Ok(());
+        }
+        // Parse the file's values alone: no environment, no defaults, so that only the
+        // settings the file gives are present and updated.
+        let mut file_command = command.mut_args(|a| a.env(None).default_value(None));
+        let file_matches = file_command
+            .try_get_matches_from_mut(std::iter::once("config-file".to_owned()).chain(file_args))?;
+        self.update_from_arg_matches(&file_matches)
     }
 
     /// [`ServerConfig::try_load_from`] on this process's arguments; prints the error and

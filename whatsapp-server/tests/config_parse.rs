@@ -380,3 +380,38 @@ fn help_lists_every_env_var() {
     }
     assert!(help.contains("Precedence"));
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Runs the server.
+    Serve(ServerConfig),
+}
+
+#[test]
+fn file_applies_to_a_config_flattened_into_a_subcommand() {
+    use clap::FromArgMatches;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.toml");
+    std::fs::write(&file, "port = 5000\nnode_id = \"from-file\"\n").unwrap();
+    let matches = Cli::command()
+        .try_get_matches_from([
+            "whatsapp-server",
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--node-id",
+            "from-flag",
+        ])
+        .unwrap();
+    let Cmd::Serve(mut config) = Cli::from_arg_matches(&matches).unwrap().command;
+    let (_, sub) = matches.subcommand().unwrap();
+    config.apply_file(sub).unwrap();
+    assert_eq!(config.port, 5000);
+    assert_eq!(config.node_id.as_deref(), Some("from-flag"));
+}
