@@ -366,7 +366,14 @@ impl fmt::Debug for ServerConfig {
             .field("email_api_token", &secret(&self.email_api_token))
             .field("chromium_path", &self.chromium_path)
             .field("puppeteer_executable_path", &self.puppeteer_executable_path)
-            .field("chromium_args", &self.chromium_args)
+            .field(
+                "chromium_args",
+                // A proxy switch may carry `user:password@`: hide the whole value then.
+                &self
+                    .chromium_args
+                    .as_deref()
+                    .map(|a| if a.contains('@') { "***" } else { a }),
+            )
             .field(
                 "whatsapp_web_url",
                 &RedactedUrl::new(&self.whatsapp_web_url),
@@ -820,6 +827,13 @@ impl ServerConfig {
 /// lines ignored) or a `|`-separated list (blank items ignored).
 pub fn read_keepalive_texts(value: &str) -> Result<Vec<String>, ConfigError> {
     let path = Path::new(value.trim());
+    let looks_like_path = !value.contains('|') && value.contains('/');
+    if looks_like_path && !path.is_file() {
+        return Err(ConfigError::new(
+            "KEEPALIVE_TEXTS",
+            format!("{} is not a readable file", path.display()),
+        ));
+    }
     let (content, separator) = if !value.contains('|') && path.is_file() {
         let content = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(

@@ -107,6 +107,10 @@ fn every_invalid_setting_is_named() {
         (&["--backup-sink", "s3"], "S3_ACCESS_KEY_ID"),
         (&["--backup-sink", "ftp"], "BACKUP_SINK"),
         (&["--node-id", "Bad.Node"], "NODE_ID"),
+        (
+            &["--keepalive-texts", "/no/such/texts.txt"],
+            "KEEPALIVE_TEXTS",
+        ),
         (&["--chromium-args", "\"unterminated"], "CHROMIUM_ARGS"),
     ];
     for (args, setting) in cases {
@@ -226,6 +230,8 @@ fn secrets_never_appear_in_debug() {
         "postgres://app:db-secret-5@127.0.0.1/app",
         "--redis-url",
         "redis://:redis-secret-6@127.0.0.1:6379",
+        "--chromium-args",
+        "--proxy-server=http://user:proxy-secret-7@127.0.0.1:3128",
     ]);
     let checked = config.validate().unwrap();
     for text in [format!("{config:?}"), format!("{checked:?}")] {
@@ -237,6 +243,7 @@ fn secrets_never_appear_in_debug() {
             KEY_HEX,
             "db-secret-5",
             "redis-secret-6",
+            "proxy-secret-7",
         ] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");
         }
