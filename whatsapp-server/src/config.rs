@@ -617,10 +617,7 @@ impl ServerConfig {
                 }
                 url.to_owned()
             }
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("whatsapp.db").display()
-            ),
+            None => format!("sqlite://{}", self.data_dir.join("whatsapp.db").display()),
         };
         let redis_url = match non_empty(&self.redis_url) {
             Some(url) => {
