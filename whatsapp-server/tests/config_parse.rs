@@ -2,12 +2,14 @@
 //! `Debug`, the configuration file under flags, and `--help`.
 //!
 //! Settings are passed as flags (the environment is shared between test threads and is
-//! never changed here).
+//! never changed here). The command's environment bindings are removed before parsing, so
+//! variables the test runner itself sets (CI exports `DATABASE_URL`, `REDIS_URL`,
+//! `CHROMIUM_PATH`) cannot change what a test sees.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, FromArgMatches};
 use whatsapp_keepalive::KeepaliveTarget;
 use whatsapp_server::config::{
     BackupTarget, ServerConfig, node_id_from_hostname, resolve_chromium_path, split_chromium_args,
@@ -16,7 +18,11 @@ use whatsapp_server::config::{
 fn parse(args: &[&str]) -> ServerConfig {
     let mut all = vec!["whatsapp-server"];
     all.extend_from_slice(args);
-    ServerConfig::try_load_from(all).expect("parses")
+    let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
+    let matches = command.try_get_matches_from(all).expect("parses");
+    let mut config = ServerConfig::from_arg_matches(&matches).expect("parses");
+    config.apply_file(&matches).expect("the file applies");
+    config
 }
 
 fn error_setting(args: &[&str]) -> String {
