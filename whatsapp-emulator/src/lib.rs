@@ -228,24 +228,3 @@ impl Drop for RunningEmulator {
         self.task.abort();
     }
 }
-
-/// Runs the emulator on `listen` until the process ends (the `whatsapp-server emulator`
-/// subcommand): HTTPS with a self-signed certificate when `tls`, plain HTTP otherwise.
-pub async fn run(listen: SocketAddr, tls: bool) -> io::Result<()> {
-    run_with(listen, tls, EmulatorConfig::default()).await
-}
-
-/// [`run`] with a configuration.
-pub async fn run_with(listen: SocketAddr, tls: bool, config: EmulatorConfig) -> io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let emulator = Emulator::new(config);
-    let running = if tls {
-        emulator.serve_tls(listener).await?
-    } else {
-        emulator.serve(listener).await?
-    };
-    tracing::info!(url = %running.url(), rule = %running.host_resolver_rule(), "emulator listening");
-    std::future::pending::<()>().await;
-    drop(running);
-    Ok(())
-}
