@@ -4,18 +4,25 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use whatsapp_emulator::{Emulator, EmulatorConfig};
+use whatsapp_server::app::{App, AppParts, ensure_admin_key};
+use whatsapp_server::config::ServerConfig;
 
 /// Keeps WhatsApp Web sessions connected around the clock.
-#[derive(Debug, Parser)]
-#[command(version, about)]
+///
+/// Without a subcommand it runs the service: every setting below comes from its flag, its
+/// environment variable, the --config file, or its default, in that order.
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ServerConfig,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Runs the WhatsApp Web emulator alone (for tests, demos and your own integration tests).
     ///
@@ -43,9 +50,16 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Emulator { listen, tls, fast } => emulator(listen, tls, fast).await,
+        Some(Command::Emulator { listen, tls, fast }) => emulator(listen, tls, fast).await,
+        None => {
+            if let Err(e) = cli.config.apply_file(&matches) {
+                e.exit();
+            }
+            serve(cli.config).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +68,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the service until SIGINT/SIGTERM, then stops gracefully.
+async fn serve(config: ServerConfig) -> std::io::Result<()> {
+    let mut config = config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    if let Some(path) = ensure_admin_key(&mut config).map_err(std::io::Error::other)? {
+        println!("admin API key: generated and stored in {}", path.display());
+    }
+    let parts = AppParts::from_config(&config);
+    let app = App::start(config, parts, None)
+        .await
+        .map_err(std::io::Error::other)?;
+    println!("listening on http://{}", app.addr());
+    shutdown_signal().await;
+    app.shutdown().await;
+    Ok(())
 }
 
 /// Serves the emulator until SIGINT/SIGTERM.

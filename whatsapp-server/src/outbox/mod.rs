@@ -119,6 +119,13 @@ impl Outbox {
         Ok(stored)
     }
 
+    /// Wakes the delivery worker (after an item was put back in the queue).
+    pub fn wake(&self) {
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+
     /// Reads one item.
     pub async fn get(&self, id: i64) -> Result<Option<OutboxItem>> {
         self.store.get(id).await

@@ -1,0 +1,502 @@
+//! Tenants, their API keys and webhook endpoints; the outbox (list, replay dead letters).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use whatsapp_core::{Error, TenantId};
+use whatsapp_storage::store::{
+    ApiKeyRecord, NewTenant, OutboxItem, OutboxStatus, TenantRecord,
+};
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, require_admin};
+use crate::app::AppState;
+use crate::auth::{Caller, generate_key, key_hash, key_id};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route("/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
+        .route("/tenants/{tenant}/keys", get(list_keys).post(create_key))
+        .route("/tenants/{tenant}/keys/{key_id}", delete(revoke_key))
+        .route("/tenants/{tenant}/webhook", put(set_webhook).delete(clear_webhook))
+        .route("/outbox", get(list_outbox))
+        .route("/outbox/{item}/replay", post(replay_outbox))
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// The tenant id (Supabase JWTs carry it as `sub`).
+    pub id: String,
+    /// A display name.
+    pub name: Option<String>,
+    /// Where its webhooks go (the secret is never shown again after it is set).
+    pub webhook_url: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<TenantRecord> for TenantView {
+    fn from(t: TenantRecord) -> Self {
+        TenantView {
+            id: t.id.as_str().to_owned(),
+            name: t.name,
+            webhook_url: t.webhook_url,
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// `POST /api/tenants` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 1–64 of `[a-z0-9_-]`.
+    pub id: String,
+    /// A display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn own_or_admin(caller: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
+    if caller.may_access(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("tenant {tenant}")))
+    }
+}
+
+/// Creates a tenant (admin).
+#[utoipa::path(post, path = "/api/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, body = TenantView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let id = TenantId::new(&body.id)?;
+    let tenant = state
+        .tenants
+        .create_tenant(
+            &NewTenant {
+                id,
+                name: body.name,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(TenantView::from(tenant))).into_response())
+}
+
+/// Lists tenants (admin).
+#[utoipa::path(get, path = "/api/tenants", tag = "tenants",
+    responses((status = 200, body = Vec<TenantView>)), security(("api_key" = [])))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
+    require_admin(&caller)?;
+    Ok(Json(
+        state
+            .tenants
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(TenantView::from)
+            .collect(),
+    ))
+}
+
+/// One tenant (the admin, or the tenant itself).
+#[utoipa::path(get, path = "/api/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let tenant = TenantId::new(&tenant)?;
+    own_or_admin(&caller, &tenant)?;
+    let t = state
+        .tenants
+        .get_tenant(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant}")))?;
+    Ok(Json(t.into()))
+}
+
+/// Deletes a tenant and its keys (admin). Refused while it still has sessions.
+#[utoipa::path(delete, path = "/api/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 204), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let tenant = TenantId::new(&tenant)?;
+    let filter = whatsapp_core::SessionFilter {
+        tenant: Some(tenant.clone()),
+        statuses: Vec::new(),
+    };
+    let sessions = state.sessions.list(&filter).await?;
+    if !sessions.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "tenant {tenant} still has {} session(s); delete them first",
+                sessions.len()
+            ),
+        ));
+    }
+    if state.tenants.delete_tenant(&tenant).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("tenant {tenant}")))
+    }
+}
+
+/// An API key's public part.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// The key's public id (its first characters), for listing and revoking.
+    pub key_id: String,
+    /// A label.
+    pub label: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRecord> for KeyView {
+    fn from(k: ApiKeyRecord) -> Self {
+        KeyView {
+            key_id: k.id,
+            label: k.label,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new key: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyView {
+    /// The key (`wk_…`). Store it now: only its hash is kept.
+    pub key: String,
+    /// Its public id.
+    pub key_id: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+}
+
+/// `POST /api/tenants/{tenant}/keys` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A label ("frontend", "zapier", …).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// Creates an API key for a tenant (admin). The key is in this answer only.
+#[utoipa::path(post, path = "/api/tenants/{tenant}/keys", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")), request_body = CreateKey,
+    responses((status = 201, body = NewKeyView), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let body: CreateKey = super::optional_json(&body)?;
+    let tenant = TenantId::new(&tenant)?;
+    let key = generate_key();
+    let record = state
+        .tenants
+        .add_api_key(
+            &tenant,
+            &key_id(&key),
+            &key_hash(&key),
+            body.label.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyView {
+            key,
+            key_id: record.id,
+            tenant: tenant.as_str().to_owned(),
+        }),
+    )
+        .into_response())
+}
+
+/// A tenant's keys (the admin, or the tenant itself).
+#[utoipa::path(get, path = "/api/tenants/{tenant}/keys", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 200, body = Vec<KeyView>)), security(("api_key" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let tenant = TenantId::new(&tenant)?;
+    own_or_admin(&caller, &tenant)?;
+    Ok(Json(
+        state
+            .tenants
+            .list_api_keys(&tenant)
+            .await?
+            .into_iter()
+            .map(KeyView::from)
+            .collect(),
+    ))
+}
+
+/// Revokes a key (the admin, or the tenant itself).
+#[utoipa::path(delete, path = "/api/tenants/{tenant}/keys/{key_id}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id"), ("key_id" = String, Path, description = "key id")),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((tenant, key)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = TenantId::new(&tenant)?;
+    own_or_admin(&caller, &tenant)?;
+    let owned = state
+        .tenants
+        .list_api_keys(&tenant)
+        .await?
+        .into_iter()
+        .any(|k| k.id == key && k.revoked_at.is_none());
+    if owned && state.tenants.revoke_api_key(&key, state.clock.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("key {key} of tenant {tenant}")))
+    }
+}
+
+/// `PUT /api/tenants/{tenant}/webhook` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetWebhook {
+    /// Where to POST events (`http` or `https`).
+    pub url: String,
+    /// The HMAC secret; generated when omitted (and returned once).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// The webhook configuration just set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    /// Where events go.
+    pub url: String,
+    /// The signing secret: verify `X-Webhook-Signature: sha256=<hex HMAC-SHA256(secret,
+    /// "<X-Webhook-Timestamp>.<body>")>`. Shown only in this answer.
+    pub secret: String,
+}
+
+/// Sets the tenant's webhook endpoint (the admin, or the tenant itself). Events
+/// (`session.status`, `session.ready`, `session.disconnected`) are signed and delivered
+/// through the outbox: retried with back-off, dead-lettered after repeated failures.
+#[utoipa::path(put, path = "/api/tenants/{tenant}/webhook", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")), request_body = SetWebhook,
+    responses((status = 200, body = WebhookView), (status = 400, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn set_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<SetWebhook>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let tenant = TenantId::new(&tenant)?;
+    own_or_admin(&caller, &tenant)?;
+    let url = url::Url::parse(&body.url).map_err(|e| ApiError::invalid("url", e))?;
+    let secret = match body.secret {
+        Some(s) if s.len() < 16 => {
+            return Err(ApiError::invalid(
+                "secret",
+                "must be at least 16 characters (or omit it to get a generated one)",
+            ));
+        }
+        Some(s) => s,
+        None => generate_key().replacen(crate::auth::TENANT_KEY_PREFIX, "whsec_", 1),
+    };
+    // Validates the scheme and host the way deliveries will.
+    crate::outbox::WebhookEndpoint::new(url.clone(), secret.clone())?;
+    if state.tenants.get_tenant(&tenant).await?.is_none() {
+        // A tenant known only through its JWTs gets a row on its first webhook.
+        match state
+            .tenants
+            .create_tenant(
+                &NewTenant {
+                    id: tenant.clone(),
+                    name: None,
+                },
+                state.clock.now(),
+            )
+            .await
+        {
+            Ok(_) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    state
+        .tenants
+        .set_webhook(&tenant, Some(url.as_str()), Some(&secret))
+        .await?;
+    Ok(Json(WebhookView {
+        url: url.to_string(),
+        secret,
+    }))
+}
+
+/// Removes the tenant's webhook endpoint.
+#[utoipa::path(delete, path = "/api/tenants/{tenant}/webhook", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 204)), security(("api_key" = [])))]
+pub async fn clear_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = TenantId::new(&tenant)?;
+    own_or_admin(&caller, &tenant)?;
+    state.tenants.set_webhook(&tenant, None, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/outbox` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// `pending`, `delivered` or `dead`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// At most this many (1–500, default 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only items with a smaller id (paging: pass the last id seen).
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// An outbox item (e-mail or webhook).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxView {
+    /// Its id.
+    pub id: i64,
+    /// `email` or `webhook`.
+    pub kind: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it is next due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The e-mail type or webhook event type.
+    pub event: Option<String>,
+}
+
+impl From<OutboxItem> for OutboxView {
+    fn from(i: OutboxItem) -> Self {
+        let event = i
+            .payload
+            .get("type")
+            .or_else(|| i.payload.get("event_type"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        OutboxView {
+            id: i.id,
+            kind: i.kind.as_str().to_owned(),
+            status: i.status.as_str().to_owned(),
+            attempts: i.attempts,
+            last_error: i.last_error,
+            created_at: i.created_at,
+            next_attempt_at: i.next_attempt_at,
+            delivered_at: i.delivered_at,
+            event,
+        }
+    }
+}
+
+/// Lists outbox items, newest first (admin).
+#[utoipa::path(get, path = "/api/outbox", tag = "outbox", params(OutboxQuery),
+    responses((status = 200, body = Vec<OutboxView>)), security(("api_key" = [])))]
+pub async fn list_outbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<OutboxQuery>,
+) -> Result<Json<Vec<OutboxView>>, ApiError> {
+    require_admin(&caller)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| match s {
+            "pending" => Ok(OutboxStatus::Pending),
+            "delivered" => Ok(OutboxStatus::Delivered),
+            "dead" => Ok(OutboxStatus::Dead),
+            other => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status must be pending, delivered or dead, not {other:?}"),
+            )),
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and 500, not {limit}"),
+        ));
+    }
+    let items = state.outbox_store.list(status, limit, q.before).await?;
+    Ok(Json(items.into_iter().map(OutboxView::from).collect()))
+}
+
+/// Puts a dead item back in the queue (admin): it is delivered again from attempt 1.
+#[utoipa::path(post, path = "/api/outbox/{item}/replay", tag = "outbox",
+    params(("item" = i64, Path, description = "outbox item id")),
+    responses((status = 200, body = OutboxView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn replay_outbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(item): ApiPath<i64>,
+) -> Result<Json<OutboxView>, ApiError> {
+    require_admin(&caller)?;
+    let item = state
+        .outbox_store
+        .requeue_dead(item, state.clock.now())
+        .await?;
+    state.outbox.wake();
+    Ok(Json(item.into()))
+}

@@ -1,0 +1,248 @@
+//! Backups (now, list, restore) and the fallback e-mail.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use whatsapp_core::{Error, Notification, NotificationKind, SessionStatus};
+use whatsapp_storage::backup::BackupRecord;
+
+use super::{ApiError, ApiPath, load_session, optional_json};
+use crate::app::AppState;
+use crate::auth::Caller;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/sessions/{id}/backups",
+            get(list_backups).post(backup_now),
+        )
+        .route("/sessions/{id}/restore", post(restore))
+        .route("/sessions/{id}/fallback", post(fallback))
+}
+
+/// One backup of a session's login.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupView {
+    /// The backup's id (its object key).
+    pub backup_id: String,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Whether it is encrypted.
+    pub encrypted: bool,
+    /// Whether it was read back and checked against its manifest (only verified backups are
+    /// restored).
+    pub verified: bool,
+    /// Why verification failed.
+    pub failure: Option<String>,
+    /// Files in the archive.
+    pub files: usize,
+}
+
+impl From<BackupRecord> for BackupView {
+    fn from(r: BackupRecord) -> Self {
+        BackupView {
+            backup_id: r.key.as_str().to_owned(),
+            created_at: r.created_at,
+            size: r.archive_size,
+            encrypted: r.encrypted,
+            verified: r.verified,
+            failure: r.failure,
+            files: r.manifest.files.len(),
+        }
+    }
+}
+
+/// Backs the session's login up now (snapshot, archive, encrypt, upload, verify).
+#[utoipa::path(post, path = "/api/sessions/{id}/backups", tag = "backups",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 201, body = BackupView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn backup_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    let dir = state.profile_dir(&record.id);
+    if !dir.is_dir() {
+        return Err(ApiError::wrong_state(format!(
+            "session {} has no profile on disk yet (status {}): nothing to back up",
+            record.id, record.status
+        )));
+    }
+    let started = std::time::Instant::now();
+    let backup = state.backups.backup_session(&record.id, &dir).await?;
+    state.metrics.record_backup(
+        &record.id,
+        backup.verified,
+        backup.archive_size,
+        started.elapsed(),
+    );
+    if backup.verified {
+        let patch = whatsapp_core::SessionPatch {
+            last_backup_at: Some(backup.created_at),
+            ..Default::default()
+        };
+        state
+            .sessions
+            .update(&record.id, &patch, state.clock.now())
+            .await?;
+    }
+    Ok((StatusCode::CREATED, Json(BackupView::from(backup))).into_response())
+}
+
+/// The session's backups, newest first.
+#[utoipa::path(get, path = "/api/sessions/{id}/backups", tag = "backups",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = Vec<BackupView>)), security(("api_key" = [])))]
+pub async fn list_backups(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<BackupView>>, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    let mut list = state.backups.list(&record.id).await?;
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(Json(list.into_iter().map(BackupView::from).collect()))
+}
+
+/// `POST /api/sessions/{id}/restore` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The backup to restore; default the newest verified one.
+    #[serde(default)]
+    pub backup_id: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreView {
+    /// The backup restored.
+    pub backup_id: String,
+    /// Whether the session was running and was restarted on the restored profile.
+    pub restarted: bool,
+}
+
+/// Replaces the session's profile with a backup (the current one is kept aside as
+/// `.<id>.before-restore`). A running session is stopped first and started again after.
+#[utoipa::path(post, path = "/api/sessions/{id}/restore", tag = "backups",
+    params(("id" = String, Path, description = "session id")), request_body = RestoreRequest,
+    responses((status = 200, body = RestoreView), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RestoreView>, ApiError> {
+    let body: RestoreRequest = optional_json(&body)?;
+    let record = load_session(&state, &caller, &id).await?;
+    let backup = match &body.backup_id {
+        Some(key) => state
+            .backups
+            .list(&record.id)
+            .await?
+            .into_iter()
+            .find(|b| b.key.as_str() == key)
+            .ok_or_else(|| ApiError::not_found(format!("backup {key} of session {id}")))?,
+        None => state
+            .backups
+            .newest_verified(&record.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("a verified backup of session {id}")))?,
+    };
+    if !backup.verified {
+        return Err(ApiError::wrong_state(format!(
+            "backup {} failed verification and is never restored",
+            backup.key
+        )));
+    }
+    let was_running = state.engine.snapshot(&record.id).is_some();
+    if was_running {
+        match state.stop_session(&record.id).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let result = state
+        .backups
+        .restore_from(&backup, &state.profile_dir(&record.id))
+        .await;
+    if was_running {
+        state.start_session(&record.id).await?;
+    }
+    result?;
+    Ok(Json(RestoreView {
+        backup_id: backup.key.as_str().to_owned(),
+        restarted: was_running,
+    }))
+}
+
+/// `POST /api/sessions/{id}/fallback` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackRequest {
+    /// Why a human is needed (shown in the e-mail).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The customer's number or WID, if the conversation is with one.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// Free-form context passed to the e-mail template.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+}
+
+/// A queued e-mail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedEmail {
+    /// The outbox item (see `GET /api/outbox`).
+    pub outbox_id: i64,
+}
+
+/// Sends the `fallback_notification` e-mail to the session's owner: a conversation needs a
+/// human. Durable (through the outbox). 409 when the session has no owner e-mail.
+#[utoipa::path(post, path = "/api/sessions/{id}/fallback", tag = "backups",
+    params(("id" = String, Path, description = "session id")), request_body = FallbackRequest,
+    responses((status = 202, body = QueuedEmail), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn fallback(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: FallbackRequest = optional_json(&body)?;
+    let record = load_session(&state, &caller, &id).await?;
+    let to = record.owner_email.clone().ok_or_else(|| {
+        ApiError::wrong_state(format!(
+            "session {} has no owner_email to notify",
+            record.id
+        ))
+    })?;
+    let notification = Notification {
+        kind: NotificationKind::FallbackNotification,
+        to,
+        data: serde_json::json!({
+            "session_id": record.id.as_str(),
+            "phone": record.wid.as_ref().and_then(|w| w.phone()).map(|p| p.digits().to_owned()),
+            "status": record.status.as_str(),
+            "connected": record.status == SessionStatus::Ready,
+            "reason": body.reason,
+            "contact": body.contact,
+            "context": body.context,
+            "at": state.clock.now().to_rfc3339(),
+        }),
+    };
+    let item = state.outbox.enqueue_email(&notification, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(QueuedEmail { outbox_id: item.id })).into_response())
+}

@@ -1,0 +1,465 @@
+//! Sessions: create, list, read, delete, start/stop/restart/logout, QR and pairing code.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use whatsapp_core::{
+    EmailAddress, Error, PhoneNumber, SessionId, SessionRecord, SessionStatus, TenantId,
+};
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, load_session};
+use crate::app::{AppState, Services};
+use crate::auth::Caller;
+
+/// The tenant of sessions the admin creates without naming one.
+pub const DEFAULT_TENANT: &str = "default";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", get(list_sessions).post(create_session))
+        .route("/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/sessions/{id}/start", post(start_session))
+        .route("/sessions/{id}/stop", post(stop_session))
+        .route("/sessions/{id}/restart", post(restart_session))
+        .route("/sessions/{id}/logout", post(logout_session))
+        .route("/sessions/{id}/qr", get(get_qr))
+        .route("/sessions/{id}/pairing-code", post(pairing_code))
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// The stored status (`created`, `starting`, `qr`, `authenticating`, `ready`,
+    /// `reconnecting`, `disconnected`, `error`, `logged_out`, `stopped`).
+    pub status: String,
+    /// WhatsApp Web's connection state as last seen (`CONNECTED`, `TIMEOUT`, …), while the
+    /// session runs.
+    pub state: Option<String>,
+    /// The linked phone number (digits).
+    pub phone: Option<String>,
+    /// The linked account's WID (`<digits>@c.us`).
+    pub wid: Option<String>,
+    /// The account's display name.
+    pub push_name: Option<String>,
+    /// Who gets this session's e-mails.
+    pub owner_email: Option<String>,
+    /// Whether the engine runs it on this server.
+    pub running: bool,
+    /// Whether the engine gave up on it (crash loop or fatal state) until someone restarts it.
+    pub gave_up: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Last time it was seen connected.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Last time it (re)connected.
+    pub last_connected_at: Option<DateTime<Utc>>,
+    /// Last real activity.
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// Last verified backup.
+    pub last_backup_at: Option<DateTime<Utc>>,
+    /// When the subscription expires (renewal reminders are sent before).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Browser relaunches so far.
+    pub restarts: u32,
+    /// Reconnections so far.
+    pub reconnects: u32,
+}
+
+impl SessionView {
+    /// The view of `r`, with what the engine knows right now.
+    pub fn build(state: &Services, r: SessionRecord) -> Self {
+        let snapshot = state.engine.snapshot(&r.id);
+        SessionView {
+            id: r.id.as_str().to_owned(),
+            tenant: r.tenant.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            state: snapshot
+                .as_ref()
+                .and_then(|s| s.state.as_ref())
+                .map(|s| s.as_str().to_owned()),
+            phone: r
+                .wid
+                .as_ref()
+                .and_then(|w| w.phone())
+                .map(|p| p.digits().to_owned()),
+            wid: r.wid.as_ref().map(|w| w.to_string()),
+            push_name: r.push_name,
+            owner_email: r.owner_email.map(|e| e.as_str().to_owned()),
+            running: snapshot.is_some(),
+            gave_up: snapshot.as_ref().is_some_and(|s| s.gave_up),
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            last_connected_at: r.last_connected_at,
+            last_activity_at: r.last_activity_at,
+            last_backup_at: r.last_backup_at,
+            expires_at: r.expires_at,
+            last_error: r.last_error,
+            restarts: r.restarts,
+            reconnects: r.reconnects,
+        }
+    }
+}
+
+/// `POST /api/sessions` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The new session's id: 1–64 of `[a-z0-9_-]`.
+    pub id: String,
+    /// Who gets this session's e-mails.
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    /// The owning tenant (admin only; a tenant key always creates for its own tenant;
+    /// default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// When the subscription expires (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Start it at once (default `true`): it launches a browser and shows a QR.
+    #[serde(default)]
+    pub start: Option<bool>,
+}
+
+/// Creates a session and (by default) starts it: a QR follows on the real-time channel and
+/// at `GET /api/sessions/{id}/qr`.
+#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = CreateSession,
+    responses((status = 201, body = SessionView), (status = 400, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody, description = "id taken")),
+    security(("api_key" = [])))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<Response, ApiError> {
+    let id = SessionId::new(&body.id)?;
+    let tenant = match (&caller, body.tenant) {
+        (Caller::Admin, Some(t)) => TenantId::new(t)?,
+        (Caller::Admin, None) => TenantId::new(DEFAULT_TENANT)?,
+        (Caller::Tenant(own), Some(t)) if t != own.as_str() => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a tenant key can only create sessions for its own tenant",
+            ));
+        }
+        (Caller::Tenant(own), _) => own.clone(),
+    };
+    let mut record = SessionRecord::new(id.clone(), tenant, state.clock.now());
+    record.owner_email = body
+        .owner_email
+        .filter(|e| !e.trim().is_empty())
+        .map(EmailAddress::new)
+        .transpose()?;
+    record.expires_at = body.expires_at;
+    match state.sessions.create(&record).await {
+        Ok(()) => {}
+        Err(Error::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("session id {id} is already taken"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if body.start.unwrap_or(true) {
+        state.start_session(&id).await?;
+    }
+    let record = state.sessions.get(&id).await?.unwrap_or(record);
+    Ok((StatusCode::CREATED, Json(SessionView::build(&state, record))).into_response())
+}
+
+/// Lists the caller's sessions (all of them for the admin), by id.
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions",
+    responses((status = 200, body = Vec<SessionView>)), security(("api_key" = [])))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    let filter = whatsapp_core::SessionFilter {
+        tenant: match &caller {
+            Caller::Admin => None,
+            Caller::Tenant(t) => Some(t.clone()),
+        },
+        statuses: Vec::new(),
+    };
+    let records = state.sessions.list(&filter).await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| SessionView::build(&state, r))
+            .collect(),
+    ))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    Ok(Json(SessionView::build(&state, record)))
+}
+
+/// Deletes a session: stops it, removes its record (queued messages and cached number
+/// checks go with it) and its profile directory. Its backups are kept until retention
+/// removes them.
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 204, description = "deleted"), (status = 404, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    match state.stop_session(&record.id).await {
+        Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    state.sessions.delete(&record.id).await?;
+    let dir = state.profile_dir(&record.id);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(session = %record.id, error = %e, "could not remove the profile directory");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts a stopped (or never started) session.
+#[utoipa::path(post, path = "/api/sessions/{id}/start", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 202, body = SessionView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn start_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    if !state.start_session(&record.id).await? {
+        return Err(ApiError::wrong_state(format!(
+            "session {} already runs (status {})",
+            record.id, record.status
+        )));
+    }
+    accepted(&state, &record.id).await
+}
+
+/// Stops a session: its browser closes gracefully; the login stays, so `start` needs no QR.
+#[utoipa::path(post, path = "/api/sessions/{id}/stop", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn stop_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    match state.stop_session(&record.id).await {
+        Ok(()) => {}
+        Err(Error::NotFound { .. }) => {
+            return Err(ApiError::wrong_state(format!(
+                "session {} is not running (status {})",
+                record.id, record.status
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let record = load_session(&state, &caller, &id).await?;
+    Ok(Json(SessionView::build(&state, record)))
+}
+
+/// Restarts a session: relaunches its browser (and forgets its crash-loop history — how an
+/// operator acts on a session in `error`); starts it if it does not run.
+#[utoipa::path(post, path = "/api/sessions/{id}/restart", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 202, body = SessionView)), security(("api_key" = [])))]
+pub async fn restart_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    state.engine.restart(&record.id).await?;
+    state.messaging.start(&record.id);
+    accepted(&state, &record.id).await
+}
+
+/// Logs a session out: unlinks the device from the phone, closes the browser. A new QR scan
+/// is needed to use it again (`start`).
+#[utoipa::path(post, path = "/api/sessions/{id}/logout", tag = "sessions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn logout_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = load_session(&state, &caller, &id).await?;
+    state.messaging.stop(&record.id).await;
+    match state.engine.logout(&record.id).await {
+        Ok(()) => {}
+        Err(Error::NotFound { .. }) => {
+            return Err(ApiError::wrong_state(format!(
+                "session {} is not running (status {}); start it before logging out",
+                record.id, record.status
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let record = load_session(&state, &caller, &id).await?;
+    Ok(Json(SessionView::build(&state, record)))
+}
+
+async fn accepted(state: &Services, id: &SessionId) -> Result<Response, ApiError> {
+    let record = state
+        .sessions
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("session {id}")))?;
+    Ok((StatusCode::ACCEPTED, Json(SessionView::build(state, record))).into_response())
+}
+
+/// `GET /api/sessions/{id}/qr` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QrQuery {
+    /// `json` (default), `png` or `svg`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// The QR payload as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QrView {
+    /// The payload to encode (five comma-separated fields); it rotates.
+    pub qr: String,
+}
+
+/// The current QR: `{"qr": payload}`, or the image with `?format=png|svg`. 409 `no_qr` when
+/// the session does not wait for a scan.
+#[utoipa::path(get, path = "/api/sessions/{id}/qr", tag = "sessions",
+    params(("id" = String, Path, description = "session id"), QrQuery),
+    responses((status = 200, body = QrView, description = "JSON, image/png or image/svg+xml"),
+              (status = 409, body = super::error::ErrorBody, description = "no QR now")),
+    security(("api_key" = [])))]
+pub async fn get_qr(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<QrQuery>,
+) -> Result<Response, ApiError> {
+    let format = query.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "png" | "svg") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("format must be json, png or svg, not {format:?}"),
+        ));
+    }
+    let record = load_session(&state, &caller, &id).await?;
+    let qr = state
+        .engine
+        .snapshot(&record.id)
+        .and_then(|s| s.qr)
+        .filter(|_| record.status == SessionStatus::Qr)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_qr",
+                format!(
+                    "session {} has no QR to scan (status {})",
+                    record.id, record.status
+                ),
+            )
+        })?;
+    let payload = qr.as_str();
+    Ok(match format {
+        "png" => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            crate::qr::png(payload)?,
+        )
+            .into_response(),
+        "svg" => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            crate::qr::svg(payload)?,
+        )
+            .into_response(),
+        _ => Json(QrView {
+            qr: payload.to_owned(),
+        })
+        .into_response(),
+    })
+}
+
+/// `POST /api/sessions/{id}/pairing-code` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairingCodeRequest {
+    /// The phone number to link, international format (digits, `+` and spaces allowed).
+    pub phone: String,
+}
+
+/// A pairing code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairingCodeView {
+    /// The 8-character code to type on the phone (Linked devices → Link with phone number).
+    pub code: String,
+}
+
+/// Links by phone number instead of a QR: returns the code to type on the phone. Only while
+/// the session waits for a scan (status `qr`).
+#[utoipa::path(post, path = "/api/sessions/{id}/pairing-code", tag = "sessions",
+    params(("id" = String, Path, description = "session id")), request_body = PairingCodeRequest,
+    responses((status = 200, body = PairingCodeView), (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn pairing_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<PairingCodeRequest>,
+) -> Result<Json<PairingCodeView>, ApiError> {
+    let phone = PhoneNumber::new(&body.phone)?;
+    let record = load_session(&state, &caller, &id).await?;
+    let browser = state
+        .engine
+        .browser(&record.id)
+        .filter(|_| record.status == SessionStatus::Qr)
+        .ok_or_else(|| {
+            ApiError::wrong_state(format!(
+                "session {} does not wait for linking (status {}); a pairing code needs status qr",
+                record.id, record.status
+            ))
+        })?;
+    let code = browser.request_pairing_code(&phone).await?;
+    Ok(Json(PairingCodeView { code }))
+}

@@ -1,0 +1,469 @@
+//! The service assembled: [`App::start`] runs the seed's start-up sequence on a checked
+//! configuration and serves HTTP until [`RunningApp::shutdown`].
+//!
+//! # Start-up order
+//!
+//! 1. databases: the session store, outbox, message queue, tenants and number cache
+//!    ([`whatsapp_storage::store::open`]); Redis when `REDIS_URL` is set;
+//! 2. the real-time channel ([`RealtimeHub`]) and the engine-event forwarders (Socket.IO,
+//!    webhooks);
+//! 3. scheduled jobs ([`crate::jobs`]) and the outbox and message workers;
+//! 4. restore: every session whose status says it should run is started, staggered, with
+//!    bounded concurrent launches; each launch restores its profile from disk, or from the
+//!    newest verified backup when the disk lost it ([`ManagedBackup`]);
+//! 5. monitoring (the engine's layers and the health-check job);
+//! 6. HTTP ([`crate::api::router`]). `/readyz` answers 200 once the restore has been handed
+//!    to the engine.
+//!
+//! # Shutdown
+//!
+//! [`RunningApp::shutdown`]: stop accepting connections, stop the jobs, let the message
+//! workers finish the send in flight, close every browser gracefully (profiles flushed; the
+//! stored statuses are kept so the next start restores them), drain the outbox worker, then
+//! close the database pools.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use whatsapp_chromium::ChromiumDriver;
+use whatsapp_core::{
+    BrowserDriver, Clock, Error, Result, SessionId, SessionStatus, SessionStore, SystemClock,
+    TenantId,
+};
+use whatsapp_keepalive::{EngineDeps, EngineEvent, KeepaliveEngine};
+use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3BackupSink};
+use whatsapp_storage::store::{MessageQueue, NumberCache, OutboxStore, TenantStore};
+
+use crate::auth::Auth;
+use crate::backup::ManagedBackup;
+use crate::config::{BackupTarget, CheckedServerConfig};
+use crate::messaging::{BrowserSender, Messaging, Pacing, QueueSender, WorkerConfig, backends};
+use crate::metrics::Metrics;
+use crate::notify::{HttpEmailNotifier, LogNotifier};
+use crate::outbox::{Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, WebhookEvent};
+use crate::realtime::RealtimeHub;
+use crate::tenants::StoreWebhookDirectory;
+
+/// Everything the HTTP handlers, the jobs and the forwarders share. Built once by
+/// [`App::start`]; handlers get it as `State<AppState>`.
+pub type AppState = Arc<Services>;
+
+/// The wired services of one running server.
+#[derive(Debug)]
+pub struct Services {
+    /// The checked configuration.
+    pub config: CheckedServerConfig,
+    /// Session records.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Tenants, their API keys and webhook endpoints.
+    pub tenants: Arc<dyn TenantStore>,
+    /// The phone-number check cache.
+    pub numbers: Arc<dyn NumberCache>,
+    /// The outbox's store (listing, requeueing dead letters).
+    pub outbox_store: Arc<dyn OutboxStore>,
+    /// Durable e-mails and webhooks.
+    pub outbox: Outbox,
+    /// The outgoing message queue and its per-session workers.
+    pub messaging: Messaging,
+    /// The queue behind [`Services::messaging`] (Redis or the database).
+    pub queue: Arc<dyn MessageQueue>,
+    /// The keepalive engine: one task and one browser per running session.
+    pub engine: KeepaliveEngine,
+    /// Backups of session profiles.
+    pub backups: Arc<BackupManager>,
+    /// The Socket.IO hub.
+    pub realtime: RealtimeHub,
+    /// Who is calling.
+    pub auth: Auth,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Whether the start-up restore has been handed to the engine (`/readyz`).
+    pub restored: AtomicBool,
+}
+
+impl Services {
+    /// The profile directory of `id`.
+    pub fn profile_dir(&self, id: &SessionId) -> PathBuf {
+        self.config.sessions_path.join(id.as_str())
+    }
+
+    /// Starts `id` in the engine and its message worker. A session that already runs is
+    /// left alone (`Ok(false)`).
+    pub async fn start_session(&self, id: &SessionId) -> Result<bool> {
+        match self.engine.start(id).await {
+            Ok(()) => {
+                self.messaging.start(id);
+                Ok(true)
+            }
+            Err(Error::Conflict(_)) => {
+                self.messaging.start(id);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops `id`'s message worker and browser (the login stays in the profile).
+    pub async fn stop_session(&self, id: &SessionId) -> Result<()> {
+        self.messaging.stop(id).await;
+        self.engine.stop(id).await
+    }
+}
+
+/// What the server is built on beyond its configuration: the browser driver and the clock
+/// (tests inject a driver pointed at the emulator, or a fake).
+#[derive(Debug, Clone)]
+pub struct AppParts {
+    /// Launches browsers.
+    pub driver: Arc<dyn BrowserDriver>,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppParts {
+    /// Real Chromium configured from `config`, and the system clock.
+    pub fn from_config(config: &CheckedServerConfig) -> Self {
+        AppParts {
+            driver: Arc::new(ChromiumDriver::new(config.chromium_config())),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The service builder.
+#[derive(Debug)]
+pub struct App;
+
+/// A started server. Dropping it does not stop it: call [`RunningApp::shutdown`].
+#[derive(Debug)]
+pub struct RunningApp {
+    addr: SocketAddr,
+    state: AppState,
+    cancel: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Runs the start-up sequence (see the [module docs](self)) and serves HTTP on
+    /// `listener` (or on the configured address when `None`).
+    pub async fn start(
+        config: CheckedServerConfig,
+        parts: AppParts,
+        listener: Option<TcpListener>,
+    ) -> Result<RunningApp> {
+        let cancel = CancellationToken::new();
+        let clock = parts.clock.clone();
+
+        // 1. Databases.
+        std::fs::create_dir_all(&config.sessions_path).map_err(|e| {
+            Error::unavailable(
+                "sessions directory",
+                format!("cannot create {}: {e}", config.sessions_path.display()),
+            )
+        })?;
+        let stores = whatsapp_storage::store::open(&config.database_url).await?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+        let (queue, limiter) = backends(
+            redis,
+            "whatsapp",
+            stores.messages.clone(),
+            Pacing::default(),
+        )?;
+
+        // Outbox: the engine's e-mails and the webhooks go through it.
+        let emails: Arc<dyn whatsapp_core::Notifier> = match &config.frontend_url {
+            Some(url) => {
+                let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
+                if let Some(token) = &config.email_api_token {
+                    n = n.with_bearer(token.clone());
+                }
+                Arc::new(n)
+            }
+            None => Arc::new(LogNotifier),
+        };
+        let outbox_worker = OutboxWorker::new(
+            stores.outbox.clone(),
+            emails,
+            clock.clone(),
+            OutboxConfig::default(),
+        )?
+        .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
+        let outbox = Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
+
+        // Backups.
+        let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backup {
+            BackupTarget::Local(dir) => Arc::new(LocalBackupSink::new(dir)),
+            BackupTarget::S3(s3) => Arc::new(S3BackupSink::new(s3.clone())?),
+        };
+        let mut backup_config = BackupConfig::new(config.data_dir.join("backup-work"));
+        backup_config.encryption_key = config.backup_encryption_key.clone();
+        backup_config.retention = config.keepalive_config().backup.retention;
+        let backups = Arc::new(BackupManager::new(sink, clock.clone(), backup_config));
+
+        // Messaging and the engine (the sender needs the engine, the engine the sender).
+        let slot = Arc::new(OnceLock::new());
+        let messaging = Messaging::new(
+            queue.clone(),
+            limiter,
+            Arc::new(BrowserSender::from_engine_slot(slot.clone())),
+            clock.clone(),
+            WorkerConfig::default(),
+        )
+        .with_sessions(stores.sessions.clone());
+        let metrics = Metrics::new();
+        let engine = KeepaliveEngine::new(
+            config.keepalive_config(),
+            EngineDeps {
+                driver: parts.driver.clone(),
+                store: stores.sessions.clone(),
+                notifier: Arc::new(OutboxNotifier::new(outbox.clone()).dedupe_by_content()),
+                clock: clock.clone(),
+                backup: Arc::new(
+                    ManagedBackup::new(backups.clone(), &config.sessions_path)
+                        .with_metrics(metrics.clone()),
+                ),
+                sender: Arc::new(QueueSender::new(messaging.clone())),
+                sessions_path: config.sessions_path.clone(),
+                seed: rand::random(),
+            },
+        )?;
+        let _ = slot.set(engine.clone());
+
+        let auth = Auth::new(
+            config.admin_api_key.clone(),
+            config.supabase_jwt_secret.as_deref(),
+            stores.tenants.clone(),
+        )?;
+        // 2. Real-time channel.
+        let (socket_layer, realtime) = RealtimeHub::new(Arc::new(auth.clone()));
+
+        let state: AppState = Arc::new(Services {
+            config,
+            sessions: stores.sessions.clone(),
+            tenants: stores.tenants.clone(),
+            numbers: stores.numbers.clone(),
+            outbox_store: stores.outbox.clone(),
+            outbox,
+            messaging,
+            queue,
+            engine,
+            backups,
+            realtime,
+            auth,
+            clock,
+            metrics,
+            restored: AtomicBool::new(false),
+        });
+
+        let mut workers = Vec::new();
+        let sessions = state.sessions.clone();
+        workers.push(state.realtime.forward(state.engine.subscribe(), move |id| {
+            let sessions = sessions.clone();
+            async move { sessions.get(&id).await.ok().flatten().map(|r| r.tenant) }
+        }));
+        workers.push(tokio::spawn(forward_webhooks(
+            state.clone(),
+            state.engine.subscribe(),
+        )));
+        workers.push(state.metrics.follow(state.engine.subscribe()));
+
+        // 3. Scheduled jobs and workers.
+        workers.push(tokio::spawn(outbox_worker.run(cancel.clone())));
+        workers.extend(crate::jobs::spawn(state.clone(), cancel.clone()));
+
+        // 4. Restore every session that should run.
+        let restored = state.engine.restore().await?;
+        for id in &restored {
+            state.messaging.start(id);
+        }
+        tracing::info!(sessions = restored.len(), "start-up restore handed to the engine");
+        state.restored.store(true, Ordering::SeqCst);
+
+        // 5./6. Monitoring runs in the engine and the jobs; now HTTP.
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(state.config.listen).await.map_err(|e| {
+                Error::unavailable(
+                    "HTTP listener",
+                    format!("cannot listen on {}: {e}", state.config.listen),
+                )
+            })?,
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::unavailable("HTTP listener", e.to_string()))?;
+        let router = crate::api::router(state.clone()).layer(socket_layer);
+        let http_cancel = cancel.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
+            .await
+        });
+        tracing::info!(%addr, "HTTP listening");
+        Ok(RunningApp {
+            addr,
+            state,
+            cancel,
+            http,
+            workers,
+        })
+    }
+}
+
+impl RunningApp {
+    /// The address HTTP listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared services.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops gracefully (see the [module docs](self)).
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.cancel.cancel();
+        // Bounded: open Socket.IO/WebSocket connections would otherwise hold it forever.
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.http).await;
+        self.state.messaging.shutdown().await;
+        self.state.engine.shutdown().await;
+        for w in self.workers {
+            w.abort();
+            let _ = w.await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
+    let redacted = whatsapp_storage::store::RedactedUrl::new(url);
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::invalid("REDIS_URL", format!("{redacted}: {e}")))?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        redis::aio::ConnectionManager::new(client),
+    )
+    .await
+    .map_err(|_| Error::unavailable("redis", format!("no answer from {redacted} within 10s")))?
+    .map_err(|e| Error::unavailable("redis", format!("{redacted}: {e}")))
+}
+
+/// Turns engine events into webhook events for the session's tenant (only tenants with a
+/// webhook endpoint get them). Event types: `session.status`, `session.qr`,
+/// `session.ready`, `session.disconnected`.
+async fn forward_webhooks(
+    state: AppState,
+    mut events: tokio::sync::broadcast::Receiver<EngineEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "webhook forwarder lagged behind the engine");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some((session, kind, data)) = webhook_event(&event) else {
+            continue;
+        };
+        let Ok(Some(record)) = state.sessions.get(&session).await else {
+            continue;
+        };
+        if !tenant_has_webhook(&state, &record.tenant).await {
+            continue;
+        }
+        let event = WebhookEvent::new(kind, data);
+        if let Err(e) = state.outbox.enqueue_webhook(&record.tenant, &event).await {
+            tracing::warn!(session = %session, error = %e, "could not queue a webhook");
+        }
+    }
+}
+
+async fn tenant_has_webhook(state: &Services, tenant: &TenantId) -> bool {
+    matches!(state.tenants.get_tenant(tenant).await, Ok(Some(t)) if t.webhook_url.is_some())
+}
+
+fn webhook_event(event: &EngineEvent) -> Option<(SessionId, &'static str, serde_json::Value)> {
+    use serde_json::json;
+    match event {
+        EngineEvent::Status { session, status } => {
+            let kind = match status {
+                SessionStatus::Ready => "session.ready",
+                SessionStatus::Disconnected | SessionStatus::LoggedOut => "session.disconnected",
+                _ => "session.status",
+            };
+            Some((
+                session.clone(),
+                kind,
+                json!({ "session_id": session.as_str(), "status": status.as_str() }),
+            ))
+        }
+        EngineEvent::GaveUp { session, reason } => Some((
+            session.clone(),
+            "session.disconnected",
+            json!({ "session_id": session.as_str(), "status": "error", "reason": reason }),
+        )),
+        _ => None,
+    }
+}
+
+/// The file under `DATA_DIR` holding the generated admin key.
+pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+
+/// Makes sure there is an admin key: with `ADMIN_API_KEY` unset, reads
+/// `<DATA_DIR>/admin-api-key`, or generates a random key and writes it there (mode 0600).
+/// Returns the file's path when the key came from it (the key itself is never logged).
+pub fn ensure_admin_key(config: &mut CheckedServerConfig) -> Result<Option<PathBuf>> {
+    if config.admin_api_key.is_some() {
+        return Ok(None);
+    }
+    let path = config.data_dir.join(ADMIN_KEY_FILE);
+    let io = |e: std::io::Error| {
+        Error::unavailable("admin key file", format!("{}: {e}", path.display()))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => {
+            config.admin_api_key = Some(key.trim().to_owned());
+            return Ok(Some(path));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(io)?;
+    let key = crate::auth::generate_key().replacen(crate::auth::TENANT_KEY_PREFIX, "wa_admin_", 1);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        writeln!(f, "{key}").map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    config.admin_api_key = Some(key);
+    Ok(Some(path))
+}
