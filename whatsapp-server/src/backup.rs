@@ -1,8 +1,10 @@
 //! [`ManagedBackup`]: the keepalive engine's [`SessionBackup`] hook, backed by a
-//! [`BackupManager`] (archive, encrypt, upload, verify, retention).
+//! [`BackupManager`] (archive, encrypt, upload, verify, retention). With
+//! [`ManagedBackup::with_metrics`] each attempt is counted in [`Metrics`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,11 +12,14 @@ use whatsapp_core::{Error, Result, SessionId};
 use whatsapp_keepalive::SessionBackup;
 use whatsapp_storage::backup::BackupManager;
 
+use crate::metrics::Metrics;
+
 /// Backs up `<sessions_path>/<session>` through a [`BackupManager`].
 #[derive(Debug, Clone)]
 pub struct ManagedBackup {
     manager: Arc<BackupManager>,
     sessions_path: PathBuf,
+    metrics: Option<Metrics>,
 }
 
 impl ManagedBackup {
@@ -23,7 +28,14 @@ impl ManagedBackup {
         ManagedBackup {
             manager,
             sessions_path: sessions_path.into(),
+            metrics: None,
         }
+    }
+
+    /// Records every backup attempt (result, archive size, duration) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The manager (for restores and listings).
@@ -35,10 +47,19 @@ impl ManagedBackup {
 #[async_trait]
 impl SessionBackup for ManagedBackup {
     async fn backup(&self, session: &SessionId) -> Result<()> {
-        let record = self
+        let started = Instant::now();
+        let outcome = self
             .manager
             .backup_session(session, &self.sessions_path.join(session.as_str()))
-            .await?;
+            .await;
+        if let Some(m) = &self.metrics {
+            let (ok, bytes) = match &outcome {
+                Ok(r) => (r.verified, r.archive_size),
+                Err(_) => (false, 0),
+            };
+            m.record_backup(session, ok, bytes, started.elapsed());
+        }
+        let record = outcome?;
         if record.verified {
             Ok(())
         } else {

@@ -1,0 +1,679 @@
+//! The server's scheduled jobs.
+//!
+//! | job | when | what |
+//! | --- | --- | --- |
+//! | backup | 02:00 daily (`BACKUP_CRON`) | run by the keepalive engine, per session |
+//! | [`clean_number_cache`] | 03:00 daily | deletes phone-number checks older than 24 h |
+//! | [`send_renewal_reminders`] | 09:00 daily | e-mails owners whose session expires within [`RENEWAL_REMINDER_DAYS`] days |
+//! | [`monitor`] | hourly, at :00 | logs sessions per status; warns for sessions not ready for over an hour |
+//! | [`health_check`] | every 5 minutes | restarts stuck sessions and starts those that should run |
+//! | [`clean_up`] | hourly, at :30 | removes orphan profiles, stops deleted sessions, ends stray browsers |
+//!
+//! Times are cron patterns ([`croner`]) in the configured time zone
+//! ([`CheckedServerConfig::time_zone`](crate::config::CheckedServerConfig)), read from the
+//! injected [`Clock`](whatsapp_core::Clock). Each loop sleeps with `tokio::time` towards the
+//! next occurrence, at most [`MAX_NAP`] at a time, and looks at the clock again on waking:
+//! the next occurrence is recomputed after every run and whenever the clock stepped back,
+//! so daylight-saving changes and clock jumps are handled (a jump forward runs the job
+//! within [`MAX_NAP`]; a missed occurrence runs once, not once per occurrence missed).
+//!
+//! Each job logs its result. An error is logged and the job runs again at its next
+//! occurrence; it never ends the loop. Every loop ends when the cancellation token fires.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use whatsapp_core::{
+    Clock, Error, Notification, NotificationKind, Result, SessionFilter, SessionId, SessionStatus,
+};
+
+use crate::app::{AppState, Services};
+
+/// Reminders go out for sessions expiring within this many days.
+pub const RENEWAL_REMINDER_DAYS: i64 = 7;
+
+/// [`clean_number_cache`]'s schedule: 03:00 daily.
+pub const CACHE_CLEANUP_CRON: &str = "0 3 * * *";
+/// [`send_renewal_reminders`]' schedule: 09:00 daily.
+pub const RENEWAL_REMINDER_CRON: &str = "0 9 * * *";
+/// [`monitor`]'s schedule: hourly, on the hour.
+pub const MONITOR_CRON: &str = "0 * * * *";
+/// [`health_check`]'s schedule: every 5 minutes.
+pub const HEALTH_CHECK_CRON: &str = "*/5 * * * *";
+/// [`clean_up`]'s schedule: hourly, at half past (away from the other hourly job).
+pub const CLEAN_UP_CRON: &str = "30 * * * *";
+
+/// The longest a job loop sleeps before it reads the clock again.
+pub const MAX_NAP: Duration = Duration::from_secs(60);
+
+/// Phone-number checks older than this are deleted.
+const NUMBER_CHECK_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// A session in `starting` or `authenticating` for longer than this is stuck.
+const STUCK_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// A session not ready for longer than this gets a warning from [`monitor`].
+const NOT_READY_WARN_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// A profile directory without a session record is removed once this old.
+const ORPHAN_PROFILE_AGE: Duration = Duration::from_secs(3600);
+/// A restore's leftovers (`.<id>.before-restore`, `.<id>.restore-*`) are kept this long.
+const RESTORE_LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Spawns every job loop; each ends when `cancel` fires.
+pub fn spawn(state: AppState, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
+    let tz = state.config.time_zone;
+    let clock = state.clock.clone();
+    let mut handles = Vec::new();
+    let mut add = |name: &'static str, pattern: &'static str, job: JobFn| {
+        let cron: Cron = match pattern.parse() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(job = name, pattern, error = %e, "invalid job schedule; job not started");
+                return;
+            }
+        };
+        let state = state.clone();
+        let schedule = Schedule::new(cron, tz);
+        handles.push(tokio::spawn(run_scheduled(
+            name,
+            schedule,
+            clock.clone(),
+            cancel.clone(),
+            move || job(state.clone()),
+        )));
+    };
+    add(
+        "number cache clean-up",
+        CACHE_CLEANUP_CRON,
+        Box::new(|s| {
+            Box::pin(async move {
+                let n = clean_number_cache(&s).await?;
+                tracing::info!(deleted = n, "number cache cleaned");
+                Ok(())
+            })
+        }),
+    );
+    add(
+        "renewal reminders",
+        RENEWAL_REMINDER_CRON,
+        Box::new(|s| {
+            Box::pin(async move {
+                let n = send_renewal_reminders(&s).await?;
+                tracing::info!(enqueued = n, "renewal reminders queued");
+                Ok(())
+            })
+        }),
+    );
+    add(
+        "monitoring",
+        MONITOR_CRON,
+        Box::new(|s| Box::pin(async move { monitor(&s).await })),
+    );
+    add(
+        "health check",
+        HEALTH_CHECK_CRON,
+        Box::new(|s| {
+            Box::pin(async move {
+                let acted = health_check(&s).await?;
+                if acted.is_empty() {
+                    tracing::debug!("health check: nothing to do");
+                } else {
+                    tracing::info!(sessions = ?acted, "health check restarted sessions");
+                }
+                Ok(())
+            })
+        }),
+    );
+    add(
+        "clean-up",
+        CLEAN_UP_CRON,
+        Box::new(|s| {
+            Box::pin(async move {
+                let report = clean_up(&s).await?;
+                tracing::info!(
+                    removed_dirs = report.removed_dirs.len(),
+                    stopped_sessions = report.stopped_sessions.len(),
+                    terminated_processes = report.terminated_processes.len(),
+                    "clean-up done"
+                );
+                Ok(())
+            })
+        }),
+    );
+    handles
+}
+
+type JobFn =
+    Box<dyn Fn(AppState) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send>;
+
+/// A cron pattern in a time zone.
+#[derive(Debug, Clone)]
+struct Schedule {
+    cron: Cron,
+    tz: Tz,
+}
+
+impl Schedule {
+    fn new(cron: Cron, tz: Tz) -> Self {
+        Schedule { cron, tz }
+    }
+
+    /// The first occurrence strictly after `after`.
+    fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&after.with_timezone(&self.tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Runs `job` at every occurrence of `schedule` by `clock` until `cancel` fires.
+async fn run_scheduled<F, Fut>(
+    name: &'static str,
+    schedule: Schedule,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut reference = clock.now();
+    let mut next = schedule.next_after(reference);
+    loop {
+        let Some(target) = next else {
+            tracing::error!(
+                job = name,
+                "the schedule has no next occurrence; job stopped"
+            );
+            return;
+        };
+        let now = clock.now();
+        if now < reference {
+            // The clock stepped back: plan from the new time.
+            tracing::info!(job = name, "the clock went back; rescheduling");
+            reference = now;
+            next = schedule.next_after(now);
+            continue;
+        }
+        if now >= target {
+            tracing::debug!(job = name, "running");
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                result = job() => {
+                    if let Err(e) = result {
+                        tracing::warn!(job = name, error = %e, "job failed; it runs again at its next time");
+                    }
+                }
+            }
+            reference = clock.now().max(target);
+            next = schedule.next_after(reference);
+            continue;
+        }
+        let nap = (target - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_NAP);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// Deletes phone-number checks older than 24 hours; returns how many.
+pub async fn clean_number_cache(state: &Services) -> Result<u64> {
+    let before = state.clock.now() - NUMBER_CHECK_TTL;
+    state.numbers.purge_checked_before(before).await
+}
+
+/// For each session with an owner e-mail that expires within [`RENEWAL_REMINDER_DAYS`]
+/// days and has not expired yet, queues a `renewal_reminder` e-mail with `session_id`,
+/// `expires_at` (RFC 3339) and `days_left`. The outbox dedupe key
+/// `renewal:<session>:<today in the configured time zone>` makes a second run on the same
+/// day (a restart) send nothing new. Returns how many e-mails were newly queued.
+pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
+    let now = state.clock.now();
+    let horizon = now + chrono::TimeDelta::days(RENEWAL_REMINDER_DAYS);
+    let today = now
+        .with_timezone(&state.config.time_zone)
+        .format("%Y-%m-%d");
+    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let mut queued = 0;
+    for r in records {
+        let (Some(to), Some(expires_at)) = (r.owner_email.clone(), r.expires_at) else {
+            continue;
+        };
+        if expires_at <= now || expires_at > horizon {
+            continue;
+        }
+        let secs = (expires_at - now).num_seconds();
+        let days_left = (secs + 86_399) / 86_400;
+        let notification = Notification {
+            kind: NotificationKind::RenewalReminder,
+            to,
+            data: serde_json::json!({
+                "session_id": r.id.as_str(),
+                "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "days_left": days_left,
+            }),
+        };
+        let key = format!("renewal:{}:{today}", r.id);
+        let started = whatsapp_core::types::truncate_micros(state.clock.now());
+        match state.outbox.enqueue_email(&notification, Some(key)).await {
+            // An item created before this call is the one an earlier run queued.
+            Ok(item) if item.created_at >= started => {
+                tracing::info!(session = %r.id, days_left, "renewal reminder queued");
+                queued += 1;
+            }
+            Ok(_) => {
+                tracing::debug!(session = %r.id, "renewal reminder already queued today");
+            }
+            Err(e) => {
+                tracing::warn!(session = %r.id, error = %e, "could not queue a renewal reminder");
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Restarts stuck sessions: records in `starting` or `authenticating` not updated for 10
+/// minutes are restarted, and records whose status says they should run (`ready`,
+/// `reconnecting`, `disconnected`) but that the engine does not run are started. Sessions
+/// the engine gave up on are left alone: they wait for someone to act. Returns the ids
+/// acted on.
+pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
+    let now = state.clock.now();
+    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
+    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let mut acted = Vec::new();
+    for r in records {
+        if state.engine.snapshot(&r.id).is_some_and(|s| s.gave_up) {
+            continue;
+        }
+        let is_running = running.contains(&r.id);
+        let stuck = matches!(
+            r.status,
+            SessionStatus::Starting | SessionStatus::Authenticating
+        ) && now - r.updated_at > STUCK_AFTER;
+        let should_run = matches!(
+            r.status,
+            SessionStatus::Ready | SessionStatus::Reconnecting | SessionStatus::Disconnected
+        );
+        let outcome = if stuck && is_running {
+            tracing::warn!(session = %r.id, status = %r.status, since = %r.updated_at, "session stuck; restarting it");
+            state.engine.restart(&r.id).await.map(|()| true)
+        } else if stuck || (should_run && !is_running) {
+            tracing::warn!(session = %r.id, status = %r.status, "session should run but does not; starting it");
+            state.start_session(&r.id).await
+        } else {
+            continue;
+        };
+        match outcome {
+            Ok(_) => acted.push(r.id),
+            Err(e) => {
+                tracing::warn!(session = %r.id, error = %e, "health check could not restart the session")
+            }
+        }
+    }
+    Ok(acted)
+}
+
+/// What [`clean_up`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanUpReport {
+    /// Profile directories (and restore leftovers) removed.
+    pub removed_dirs: Vec<PathBuf>,
+    /// Sessions the engine ran although their record was deleted; now stopped.
+    pub stopped_sessions: Vec<SessionId>,
+    /// Browser processes on a profile of no running session that were sent `SIGTERM`.
+    pub terminated_processes: Vec<u32>,
+}
+
+/// Hourly clean-up:
+///
+/// 1. profile directories under the sessions path with no session record, not run by the
+///    engine and unchanged for an hour are removed, and so are a restore's leftovers
+///    (`.<id>.before-restore`, `.<id>.restore-*`) older than a day. Symbolic links are
+///    never followed, and other names are left alone;
+/// 2. sessions the engine runs whose record was deleted are stopped;
+/// 3. browser processes whose `--user-data-dir` is `<sessions path>/<id>` for an `<id>`
+///    the engine does not run get `SIGTERM` (never this process nor pid 1).
+pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
+    let mut report = CleanUpReport::default();
+    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let known: HashSet<SessionId> = records.into_iter().map(|r| r.id).collect();
+
+    // 1. Orphan profiles (the engine's own sessions count as known).
+    let mut keep = known.clone();
+    keep.extend(state.engine.running());
+    let now: SystemTime = state.clock.now().into();
+    let root = state.config.sessions_path.clone();
+    let candidates = tokio::task::spawn_blocking(move || removable_dirs(&root, &keep, now))
+        .await
+        .map_err(|e| Error::unavailable("clean-up", e.to_string()))??;
+    for dir in candidates {
+        let path = dir.clone();
+        match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&path)).await {
+            Ok(Ok(())) => {
+                tracing::info!(dir = %dir.display(), "removed an orphan profile directory");
+                report.removed_dirs.push(dir);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a profile directory")
+            }
+            Err(e) => tracing::warn!(error = %e, "removal task failed"),
+        }
+    }
+
+    // 2. Running sessions whose record is gone (checked one by one: the list may be stale).
+    for id in state.engine.running() {
+        if known.contains(&id) {
+            continue;
+        }
+        match state.sessions.get(&id).await {
+            Ok(None) => match state.stop_session(&id).await {
+                Ok(()) => {
+                    tracing::info!(session = %id, "stopped a session whose record was deleted");
+                    report.stopped_sessions.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "could not stop a deleted session")
+                }
+            },
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(session = %id, error = %e, "could not read a session record"),
+        }
+    }
+
+    // 3. Stray browsers.
+    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
+    let root = state.config.sessions_path.clone();
+    let strays = tokio::task::spawn_blocking(move || stray_browsers(&root, &running))
+        .await
+        .map_err(|e| Error::unavailable("clean-up", e.to_string()))?;
+    for (pid, id) in strays {
+        match terminate(pid) {
+            Ok(()) => {
+                tracing::warn!(pid, session = %id, "sent SIGTERM to a stray browser");
+                report.terminated_processes.push(pid);
+            }
+            Err(e) => {
+                tracing::warn!(pid, session = %id, error = %e, "could not signal a stray browser")
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The directories under `root` that [`clean_up`] removes (see there).
+fn removable_dirs(root: &Path, keep: &HashSet<SessionId>, now: SystemTime) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::unavailable(
+                "sessions directory",
+                format!("cannot list {}: {e}", root.display()),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        // `file_type` does not follow symbolic links: a link is never a directory here.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let min_age = if let Some(owner) = restore_leftover_owner(&name) {
+            if SessionId::new(owner).is_err() {
+                continue;
+            }
+            RESTORE_LEFTOVER_AGE
+        } else {
+            match SessionId::new(name.as_str()) {
+                Ok(id) if !keep.contains(&id) => ORPHAN_PROFILE_AGE,
+                _ => continue,
+            }
+        };
+        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        // A directory "from the future" (clock differences) counts as young.
+        let old_enough = now.duration_since(modified).is_ok_and(|age| age >= min_age);
+        if old_enough {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The session named by a restore's leftover directory: `.<id>.before-restore` or
+/// `.<id>.restore-<suffix>`.
+fn restore_leftover_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?;
+    if let Some(id) = rest.strip_suffix(".before-restore") {
+        return Some(id);
+    }
+    let (id, suffix) = rest.rsplit_once(".restore-")?;
+    (!suffix.is_empty()).then_some(id)
+}
+
+/// Processes (pid, session) whose command line names a profile `<root>/<id>` of a session
+/// not in `running`. This process and pid 1 are never included.
+fn stray_browsers(root: &Path, running: &HashSet<SessionId>) -> Vec<(u32, SessionId)> {
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(abs) = std::path::absolute(root) {
+        roots.push(abs);
+    }
+    if let Ok(canonical) = std::fs::canonicalize(root) {
+        roots.push(canonical);
+    }
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 1 || pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if let Some(id) = profile_session(&raw, &roots)
+            && !running.contains(&id)
+        {
+            out.push((pid, id));
+        }
+    }
+    out
+}
+
+/// The session whose profile a raw `/proc/<pid>/cmdline` names with
+/// `--user-data-dir=<root>/<id>`, for one of `roots`. Zygote-forked helpers rewrite their
+/// title into one string with spaces, so arguments are split on spaces too.
+fn profile_session(cmdline: &[u8], roots: &[PathBuf]) -> Option<SessionId> {
+    cmdline
+        .split(|b| *b == 0)
+        .flat_map(|arg| arg.split(|b| *b == b' '))
+        .filter_map(|arg| {
+            std::str::from_utf8(arg)
+                .ok()?
+                .strip_prefix("--user-data-dir=")
+        })
+        .find_map(|dir| {
+            let dir = Path::new(dir.trim_end_matches('/'));
+            let parent = dir.parent()?;
+            if !roots.iter().any(|r| r.as_path() == parent) {
+                return None;
+            }
+            SessionId::new(dir.file_name()?.to_str()?).ok()
+        })
+}
+
+fn terminate(pid: u32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad pid"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(std::io::Error::from)
+}
+
+/// Hourly summary: logs the number of sessions per status at `info`, and warns for each
+/// session that has not been `ready` for more than an hour (sessions stopped on purpose
+/// excepted).
+pub async fn monitor(state: &Services) -> Result<()> {
+    let now = state.clock.now();
+    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let mut counts: BTreeMap<&'static str, usize> =
+        SessionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for r in &records {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+        let idle = !matches!(r.status, SessionStatus::Ready | SessionStatus::Stopped);
+        if idle && now - r.updated_at > NOT_READY_WARN_AFTER {
+            tracing::warn!(
+                session = %r.id,
+                status = %r.status,
+                since = %r.updated_at,
+                "session not ready for more than an hour"
+            );
+        }
+    }
+    tracing::info!(
+        total = records.len(),
+        running = state.engine.running().len(),
+        by_status = ?counts,
+        "sessions"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use whatsapp_core::testing::FakeClock;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn schedules_follow_the_time_zone_and_dst() {
+        let s = Schedule::new(
+            RENEWAL_REMINDER_CRON.parse().unwrap(),
+            chrono_tz::Europe::Madrid,
+        );
+        // 09:00 CET is 08:00 UTC; after the switch to summer time it is 07:00 UTC.
+        assert_eq!(
+            s.next_after(utc("2026-03-28T09:00:00Z")),
+            Some(utc("2026-03-29T07:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(utc("2026-03-27T07:59:59Z")),
+            Some(utc("2026-03-27T08:00:00Z"))
+        );
+        let five = Schedule::new(HEALTH_CHECK_CRON.parse().unwrap(), chrono_tz::UTC);
+        assert_eq!(
+            five.next_after(utc("2026-03-28T10:02:13Z")),
+            Some(utc("2026-03-28T10:05:00Z"))
+        );
+        for p in [CACHE_CLEANUP_CRON, MONITOR_CRON, CLEAN_UP_CRON] {
+            assert!(p.parse::<Cron>().is_ok(), "{p}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_runs_at_each_occurrence_survives_errors_and_stops_on_cancel() {
+        let clock = FakeClock::following_tokio(utc("2026-03-28T10:02:00Z"));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let cancel = CancellationToken::new();
+        let counter = runs.clone();
+        let task = tokio::spawn(run_scheduled(
+            "test",
+            Schedule::new(HEALTH_CHECK_CRON.parse().unwrap(), chrono_tz::UTC),
+            Arc::new(clock.clone()),
+            cancel.clone(),
+            move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Err(Error::unavailable("test", "first run fails"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        ));
+        // 10:05 and 10:10 pass; 10:15 not yet.
+        tokio::time::sleep(Duration::from_secs(10 * 60 + 30)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // A jump forward of an hour runs the job once, within a nap.
+        clock.advance(Duration::from_secs(3600));
+        tokio::time::sleep(MAX_NAP).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the loop stops on cancel")
+            .unwrap();
+    }
+
+    #[test]
+    fn restore_leftovers_are_recognised() {
+        assert_eq!(
+            restore_leftover_owner(".alice.before-restore"),
+            Some("alice")
+        );
+        assert_eq!(restore_leftover_owner(".alice.restore-x1y2"), Some("alice"));
+        assert_eq!(restore_leftover_owner(".alice.restore-"), None);
+        assert_eq!(restore_leftover_owner(".cache"), None);
+        assert_eq!(restore_leftover_owner("alice"), None);
+    }
+
+    #[test]
+    fn browser_command_lines_name_their_session() {
+        let roots = vec![PathBuf::from("/data/s")];
+        let raw = b"/usr/bin/chromium\0--headless\0--user-data-dir=/data/s/alice\0";
+        assert_eq!(
+            profile_session(raw, &roots),
+            Some(SessionId::new("alice").unwrap())
+        );
+        let zygote = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/data/s/bob --x";
+        assert_eq!(
+            profile_session(zygote, &roots),
+            Some(SessionId::new("bob").unwrap())
+        );
+        for other in [
+            &b"chromium\0--user-data-dir=/elsewhere/alice\0"[..],
+            b"chromium\0--user-data-dir=/data/s/alice/nested\0",
+            b"chromium\0--user-data-dir=/data/s/Not.Valid\0",
+            b"bash\0",
+        ] {
+            assert_eq!(profile_session(other, &roots), None);
+        }
+    }
+}
