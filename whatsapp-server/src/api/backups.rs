@@ -110,7 +110,7 @@ pub async fn list_backups(
 ) -> Result<Json<Vec<BackupView>>, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
     let mut list = state.backups.list(&record.id).await?;
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|b| std::cmp::Reverse(b.created_at));
     Ok(Json(list.into_iter().map(BackupView::from).collect()))
 }
 
