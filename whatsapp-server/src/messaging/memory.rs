@@ -160,4 +160,47 @@ impl MessageQueue for InMemoryMessageQueue {
             .cloned()
             .collect())
     }
+
+    async fn depth(&self) -> Result<u64> {
+        let all = self.messages.lock().unwrap();
+        let n = all
+            .values()
+            .filter(|m| matches!(m.status, QueueStatus::Queued | QueueStatus::Sending))
+            .count();
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_core::Wid;
+
+    #[tokio::test]
+    async fn depth_counts_queued_and_sending_over_all_sessions() {
+        let q = InMemoryMessageQueue::new();
+        let now = Utc::now();
+        assert_eq!(q.depth().await.unwrap(), 0);
+        for session in ["a", "a", "b"] {
+            let m = NewQueuedMessage {
+                session_id: SessionId::new(session).unwrap(),
+                idempotency_key: None,
+                recipient: Wid::parse("34600000000@c.us").unwrap(),
+                body: "hi".into(),
+                not_before: now,
+            };
+            q.enqueue(&m, now).await.unwrap();
+        }
+        assert_eq!(q.depth().await.unwrap(), 3);
+        let a = SessionId::new("a").unwrap();
+        let taken = q.take_next(&a, now).await.unwrap().unwrap();
+        assert_eq!(q.depth().await.unwrap(), 3, "sending still counts");
+        q.mark_sent(taken.id, &MessageId("wamid-1".into()), now)
+            .await
+            .unwrap();
+        assert_eq!(q.depth().await.unwrap(), 2);
+        let taken = q.take_next(&a, now).await.unwrap().unwrap();
+        q.mark_failed(taken.id, "blocked", None).await.unwrap();
+        assert_eq!(q.depth().await.unwrap(), 1);
+    }
 }

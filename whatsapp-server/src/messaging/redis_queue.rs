@@ -11,6 +11,10 @@
 //! | `<p>:q:inflight:<session>` | sorted set | the processing list: `sending` ids, scored by claim time (µs) |
 //! | `<p>:q:all:<session>` | sorted set | every id of the session, for [`MessageQueue::list`] |
 //!
+//! [`MessageQueue::depth`] sums the sizes of every `ready` and `inflight` set (found with
+//! `SCAN`, so it never blocks Redis). It is not a snapshot: a message taken while the sets
+//! are being counted may be counted twice or not at all — good enough for a gauge.
+//!
 //! `take_next` takes the lowest id among the (up to 100) earliest-due messages of the
 //! session: the order of the database queue whenever fewer than 100 are due at once.
 //!
@@ -267,6 +271,32 @@ impl RedisMessageQueue {
             .map_err(redis_error)
     }
 
+    /// Every key matching `pattern`, found with `SCAN` (which may repeat a key: deduplicated).
+    async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     fn msg_key(&self, id: i64) -> String {
         format!("{}:q:msg:{id}", self.prefix)
     }
@@ -469,5 +499,93 @@ impl MessageQueue for RedisMessageQueue {
             let _: std::result::Result<i64, _> = conn.zrem(&all, expired).await;
         }
         Ok(out)
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        // `queued` ids sit in the sessions' `ready` sets, `sending` ids in their `inflight`
+        // sets (see the module docs).
+        let prefix = glob_escape(&self.prefix);
+        let mut keys = self.scan_keys(&format!("{prefix}:q:ready:*")).await?;
+        keys.extend(self.scan_keys(&format!("{prefix}:q:inflight:*")).await?);
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.zcard(key);
+        }
+        let mut conn = self.conn.clone();
+        let sizes: Vec<u64> = pipe.query_async(&mut conn).await.map_err(redis_error)?;
+        Ok(sizes.iter().sum())
+    }
+}
+
+/// Escapes the glob characters of `s` for a `SCAN … MATCH` pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("wa"), "wa");
+        assert_eq!(glob_escape(r"a*b?[c]\\"), r"a\*b\?\[c\]\\\\");
+    }
+
+    /// Needs Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`).
+    #[tokio::test]
+    async fn depth_counts_queued_and_sending_over_all_sessions() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!(
+            "wa-test-depth-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        );
+        let q = RedisMessageQueue::connect(&url, prefix.clone())
+            .await
+            .unwrap_or_else(|e| panic!("this test needs Redis at {url}: {e}"));
+        let now = Utc::now();
+        let (a, b) = (SessionId::new("a").unwrap(), SessionId::new("b").unwrap());
+        assert_eq!(q.depth().await.unwrap(), 0);
+        for session in [&a, &a, &b] {
+            let m = NewQueuedMessage {
+                session_id: session.clone(),
+                idempotency_key: None,
+                recipient: Wid::parse("34600000000@c.us").unwrap(),
+                body: "hi".into(),
+                not_before: now,
+            };
+            q.enqueue(&m, now).await.unwrap();
+        }
+        let outcome = async {
+            assert_eq!(q.depth().await.unwrap(), 3);
+            let taken = q.take_next(&a, now).await.unwrap().unwrap();
+            assert_eq!(q.depth().await.unwrap(), 3, "sending still counts");
+            q.mark_sent(taken.id, &MessageId("wamid-1".into()), now)
+                .await
+                .unwrap();
+            assert_eq!(q.depth().await.unwrap(), 2);
+            let taken = q.take_next(&b, now).await.unwrap().unwrap();
+            q.mark_failed(taken.id, "blocked", None).await.unwrap();
+            assert_eq!(q.depth().await.unwrap(), 1);
+        };
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        q.delete_session(&a).await.unwrap();
+        q.delete_session(&b).await.unwrap();
+        let mut conn = q.conn.clone();
+        let _: () = conn.del(format!("{prefix}:q:seq")).await.unwrap();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 }

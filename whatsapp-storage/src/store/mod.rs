@@ -43,7 +43,17 @@
 //!   `created_at`, `sent_at`, `message_id` (WhatsApp's id once sent), `error`. Only the node
 //!   holding a session's lease sends its messages, oldest first.
 //!
-//! On Postgres the three tables have row level security enabled and no policy: Supabase's
+//! Migration `0003_tenants` adds what the HTTP API needs (see [`tenants`] for the typed API):
+//!
+//! - `tenants`: `id`, `name`, `webhook_url`, `webhook_secret`, `created_at`.
+//! - `api_keys`: `id` (the public key id), `tenant` (foreign key, `ON DELETE CASCADE`),
+//!   `key_hash` (unique: hex SHA-256 of the key; the key itself is never stored), `label`,
+//!   `created_at`, `revoked_at`.
+//! - `number_checks`: the cache of "is this number on WhatsApp?", keyed by `session_id`
+//!   (foreign key to `sessions`, `ON DELETE CASCADE`) and `phone`; `registered`, `wid`,
+//!   `checked_at`.
+//!
+//! On Postgres every table has row level security enabled and no policy: Supabase's
 //! REST API (anon key) sees nothing; the service connects as the owner, which RLS does not
 //! restrict.
 
@@ -63,17 +73,24 @@ pub mod postgres;
 pub mod queue;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod tenants;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresMessageQueue, PostgresOutbox, PostgresSessionStore};
+pub use postgres::{
+    PostgresMessageQueue, PostgresNumberCache, PostgresOutbox, PostgresSessionStore,
+    PostgresTenantStore,
+};
 pub use queue::{
     Enqueued, MessageQueue, NewOutboxItem, NewQueuedMessage, OutboxItem, OutboxKind, OutboxStatus,
     OutboxStore, QueueStatus, QueuedMessage,
 };
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteMessageQueue, SqliteOutbox, SqliteSessionStore};
+pub use sqlite::{
+    SqliteMessageQueue, SqliteNumberCache, SqliteOutbox, SqliteSessionStore, SqliteTenantStore,
+};
+pub use tenants::{ApiKeyRecord, CachedNumber, NewTenant, NumberCache, TenantRecord, TenantStore};
 
-/// The three stores of one database, shared by the server.
+/// The stores of one database, shared by the server.
 #[derive(Debug, Clone)]
 pub struct Stores {
     /// Session records.
@@ -82,6 +99,10 @@ pub struct Stores {
     pub outbox: Arc<dyn OutboxStore>,
     /// Outgoing WhatsApp messages.
     pub messages: Arc<dyn MessageQueue>,
+    /// Tenants and their API keys.
+    pub tenants: Arc<dyn TenantStore>,
+    /// The cache of phone-number checks.
+    pub numbers: Arc<dyn NumberCache>,
 }
 
 /// Opens the session store named by `url` and runs its migrations.
@@ -95,7 +116,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
     Ok(open(url).await?.sessions)
 }
 
-/// Like [`connect`], with the outbox and the message queue of the same database.
+/// Like [`connect`], with the other stores of the same database (outbox, message queue,
+/// tenants, number cache).
 pub async fn open(url: &str) -> Result<Stores> {
     let scheme = url
         .split(':')
@@ -110,6 +132,8 @@ pub async fn open(url: &str) -> Result<Stores> {
                 Ok(Stores {
                     outbox: Arc::new(store.outbox()),
                     messages: Arc::new(store.message_queue()),
+                    tenants: Arc::new(store.tenants()),
+                    numbers: Arc::new(store.numbers()),
                     sessions: Arc::new(store),
                 })
             }
@@ -128,6 +152,8 @@ pub async fn open(url: &str) -> Result<Stores> {
                 Ok(Stores {
                     outbox: Arc::new(store.outbox()),
                     messages: Arc::new(store.message_queue()),
+                    tenants: Arc::new(store.tenants()),
+                    numbers: Arc::new(store.numbers()),
                     sessions: Arc::new(store),
                 })
             }

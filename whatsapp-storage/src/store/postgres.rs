@@ -112,6 +112,16 @@ impl PostgresSessionStore {
         PostgresMessageQueue::new(self.pool.clone())
     }
 
+    /// Tenants and API keys in the same database.
+    pub fn tenants(&self) -> PostgresTenantStore {
+        PostgresTenantStore::new(self.pool.clone())
+    }
+
+    /// The phone-number check cache in the same database.
+    pub fn numbers(&self) -> PostgresNumberCache {
+        PostgresNumberCache::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -149,6 +159,17 @@ super::queue::impl_queues! {
     get_opt_ts: row_opt_ts,
     // Concurrent workers skip each other's rows instead of queueing behind them.
     lock_clause: " FOR UPDATE SKIP LOCKED",
+}
+
+super::tenants::impl_tenants! {
+    backend: BACKEND,
+    pool: PgPool,
+    row: PgRow,
+    tenants: PostgresTenantStore,
+    numbers: PostgresNumberCache,
+    ts: ts,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
 }
 
 fn decode(row: &PgRow) -> Result<SessionRecord> {

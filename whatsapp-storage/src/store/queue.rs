@@ -5,7 +5,7 @@
 //! same process without a second system. Get them from a store:
 //! [`SqliteSessionStore::outbox`](super::SqliteSessionStore::outbox),
 //! [`PostgresSessionStore::message_queue`](super::PostgresSessionStore::message_queue), or
-//! [`super::open`] for all three at once.
+//! [`super::open`] for every store of the database at once.
 //!
 //! Claims are single statements (Postgres adds `FOR UPDATE SKIP LOCKED`), so several workers
 //! on several nodes may poll the same tables: no item is handed to two of them at once.
@@ -137,6 +137,14 @@ pub struct OutboxItem {
 /// - `mark_delivered` / `mark_failed` apply to pending items only (otherwise
 ///   [`Error::Conflict`]; a missing id is [`Error::NotFound`]). `mark_failed` with a
 ///   `retry_at` keeps the item pending until then; without one the item is dead.
+/// - `list` returns items newest first (id descending), optionally of one status, at most
+///   `limit`, and with `before_id` only items with a lower id: pass the last id of a page to
+///   get the next one.
+/// - `requeue_dead` puts a dead item back to pending, due at `now`, with `attempts` reset to
+///   0 and `last_error` kept. Any other status is [`Error::Conflict`] naming it; a missing id
+///   is [`Error::NotFound`].
+/// - `pending_stats` counts the pending items (claimed ones included) and gives the
+///   `created_at` of the oldest, never later than `now`.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Stores an item due at `now` (or returns the one with the same dedupe key).
@@ -163,6 +171,23 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 
     /// Reads one item.
     async fn get(&self, id: i64) -> Result<Option<OutboxItem>>;
+
+    /// Items by id descending (newest first), optionally only one status, at most `limit`,
+    /// with `id < before_id` when given (paging).
+    async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: u32,
+        before_id: Option<i64>,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// Puts a dead item back to pending, due at `now`, attempts reset to 0, last error kept.
+    async fn requeue_dead(&self, id: i64, now: DateTime<Utc>) -> Result<OutboxItem>;
+
+    /// How many items are pending, and the `created_at` of the oldest pending one (at most
+    /// `now`, so that a node whose clock runs ahead cannot make the lag negative): for the
+    /// outbox-lag metric.
+    async fn pending_stats(&self, now: DateTime<Utc>) -> Result<(u64, Option<DateTime<Utc>>)>;
 }
 
 /// A message to queue.
@@ -233,6 +258,7 @@ pub struct Enqueued {
 ///   `retry_at` queues the message again for then; without one it has failed for good.
 /// - `requeue_sending` puts a session's `sending` messages back to `queued` — for the node
 ///   that takes over a session whose previous owner died mid-send (at-least-once).
+/// - `depth` counts the `queued` and `sending` messages of all sessions.
 /// - Deleting a session deletes its messages.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + Debug + 'static {
@@ -274,6 +300,10 @@ pub trait MessageQueue: Send + Sync + Debug + 'static {
         session: &SessionId,
         statuses: &[QueueStatus],
     ) -> Result<Vec<QueuedMessage>>;
+
+    /// How many messages are `queued` or `sending`, over all sessions (the queue-depth
+    /// metric).
+    async fn depth(&self) -> Result<u64>;
 }
 
 pub(crate) const OUTBOX_COLUMNS: &str = "id, kind, dedupe_key, payload, status, attempts, \
@@ -397,9 +427,15 @@ macro_rules! impl_queues {
 
                 /// The item if it exists, else NotFound; used after a CAS touched no row.
                 async fn explain(&self, id: i64, wanted: &str) -> Error {
+                    self.explain_not(id, OutboxStatus::Pending, &format!("mark it {wanted}"))
+                        .await
+                }
+
+                /// Like `explain`, for a CAS that expected `expected` before doing `what`.
+                async fn explain_not(&self, id: i64, expected: OutboxStatus, what: &str) -> Error {
                     match OutboxStore::get(self, id).await {
                         Ok(Some(item)) => Error::Conflict(format!(
-                            "outbox item {id} is {}, not pending; cannot mark it {wanted}",
+                            "outbox item {id} is {}, not {expected}; cannot {what}",
                             item.status
                         )),
                         Ok(None) => outbox_not_found(id),
@@ -531,6 +567,68 @@ macro_rules! impl_queues {
                         .map_err(|e| map_sqlx($backend, e))?
                         .map(|row| decode_outbox(&row))
                         .transpose()
+                }
+
+                async fn list(
+                    &self,
+                    status: Option<OutboxStatus>,
+                    limit: u32,
+                    before_id: Option<i64>,
+                ) -> Result<Vec<OutboxItem>> {
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(format!(
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1 = 1"
+                    ));
+                    if let Some(status) = status {
+                        qb.push(" AND status = ").push_bind(status.as_str());
+                    }
+                    if let Some(before_id) = before_id {
+                        qb.push(" AND id < ").push_bind(before_id);
+                    }
+                    qb.push(" ORDER BY id DESC LIMIT ")
+                        .push_bind(i64::from(limit));
+                    let rows = qb
+                        .build()
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| map_sqlx($backend, e))?;
+                    rows.iter().map(decode_outbox).collect()
+                }
+
+                async fn requeue_dead(&self, id: i64, now: DateTime<Utc>) -> Result<OutboxItem> {
+                    let sql = format!(
+                        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 \
+                         WHERE id = $2 AND status = 'dead' RETURNING {OUTBOX_COLUMNS}"
+                    );
+                    match sqlx::query(&sql)
+                        .bind($ts(now))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| map_sqlx($backend, e))?
+                    {
+                        Some(row) => decode_outbox(&row),
+                        None => Err(self.explain_not(id, OutboxStatus::Dead, "requeue it").await),
+                    }
+                }
+
+                async fn pending_stats(
+                    &self,
+                    now: DateTime<Utc>,
+                ) -> Result<(u64, Option<DateTime<Utc>>)> {
+                    let row = sqlx::query(
+                        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+                         WHERE status = 'pending'",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| map_sqlx($backend, e))?;
+                    let n: i64 = row.try_get("n").map_err(|e| map_sqlx($backend, e))?;
+                    let oldest = $get_opt_ts(&row, "oldest")?;
+                    let now = whatsapp_core::types::truncate_micros(now);
+                    Ok((
+                        u64::try_from(n).unwrap_or_default(),
+                        oldest.map(|t| t.min(now)),
+                    ))
                 }
             }
 
@@ -731,6 +829,16 @@ macro_rules! impl_queues {
                         .await
                         .map_err(|e| map_sqlx($backend, e))?;
                     rows.iter().map(decode_message).collect()
+                }
+
+                async fn depth(&self) -> Result<u64> {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM message_queue WHERE status IN ('queued', 'sending')",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| map_sqlx($backend, e))?;
+                    Ok(u64::try_from(n).unwrap_or_default())
                 }
             }
         }

@@ -138,6 +138,16 @@ impl SqliteSessionStore {
         SqliteMessageQueue::new(self.pool.clone())
     }
 
+    /// Tenants and API keys in the same database.
+    pub fn tenants(&self) -> SqliteTenantStore {
+        SqliteTenantStore::new(self.pool.clone())
+    }
+
+    /// The phone-number check cache in the same database.
+    pub fn numbers(&self) -> SqliteNumberCache {
+        SqliteNumberCache::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -207,6 +217,17 @@ super::queue::impl_queues! {
     get_opt_ts: row_opt_ts,
     // SQLite has one writer at a time: the UPDATE itself is the lock.
     lock_clause: "",
+}
+
+super::tenants::impl_tenants! {
+    backend: BACKEND,
+    pool: SqlitePool,
+    row: SqliteRow,
+    tenants: SqliteTenantStore,
+    numbers: SqliteNumberCache,
+    ts: micros,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
 }
 
 fn decode(row: &SqliteRow) -> Result<SessionRecord> {
