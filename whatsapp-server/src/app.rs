@@ -43,7 +43,7 @@ use whatsapp_storage::store::{MessageQueue, NumberCache, OutboxStore, TenantStor
 use crate::auth::Auth;
 use crate::backup::ManagedBackup;
 use crate::config::{BackupTarget, CheckedServerConfig};
-use crate::messaging::{BrowserSender, Messaging, Pacing, QueueSender, WorkerConfig, backends};
+use crate::messaging::{BrowserSender, Messaging, QueueSender, WorkerConfig, backends};
 use crate::metrics::Metrics;
 use crate::notify::{HttpEmailNotifier, LogNotifier};
 use crate::outbox::{Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, WebhookEvent};
@@ -179,7 +179,7 @@ impl App {
             redis,
             "whatsapp",
             stores.messages.clone(),
-            Pacing::default(),
+            config.pacing,
         )?;
 
         // Outbox: the engine's e-mails and the webhooks go through it.

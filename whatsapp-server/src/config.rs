@@ -56,6 +56,8 @@ use whatsapp_keepalive::{KeepaliveConfig, KeepaliveTarget};
 use whatsapp_storage::backup::{EncryptionKey, S3Config};
 use whatsapp_storage::store::RedactedUrl;
 
+use crate::messaging::Pacing;
+
 /// The Chromium executable used when neither `CHROMIUM_PATH` nor `PUPPETEER_EXECUTABLE_PATH`
 /// is set.
 pub const DEFAULT_CHROMIUM_PATH: &str = "/usr/bin/chromium";
@@ -218,6 +220,19 @@ pub struct ServerConfig {
     /// from the host name.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+
+    /// The steady spacing between two messages of one session (`4s`, `1m`, …): WhatsApp
+    /// bans accounts that send in bursts. Keepalive texts are paced with the rest.
+    #[arg(long, env = "MESSAGE_INTERVAL", default_value = "4s")]
+    pub message_interval: String,
+
+    /// How many messages of one session may go out back to back after an idle spell.
+    #[arg(long, env = "MESSAGE_BURST", default_value_t = 2)]
+    pub message_burst: u32,
+
+    /// Renewal reminders go to owners of sessions whose `expires_at` is within this many days.
+    #[arg(long, env = "RENEWAL_REMINDER_DAYS", default_value_t = 7)]
+    pub renewal_reminder_days: u32,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -284,6 +299,10 @@ pub struct CheckedServerConfig {
     pub time_zone: Tz,
     /// This node's id.
     pub node_id: NodeId,
+    /// Per-session message pacing.
+    pub pacing: Pacing,
+    /// Renewal reminders' horizon, in days.
+    pub renewal_reminder_days: u32,
     keepalive: KeepaliveConfig,
     chromium: ChromiumConfig,
 }
@@ -346,6 +365,8 @@ impl fmt::Debug for CheckedServerConfig {
             )
             .field("time_zone", &self.time_zone)
             .field("node_id", &self.node_id)
+            .field("pacing", &self.pacing)
+            .field("renewal_reminder_days", &self.renewal_reminder_days)
             .field("keepalive", &self.keepalive)
             .field("chromium", &self.chromium)
             .finish()
@@ -400,6 +421,9 @@ impl fmt::Debug for ServerConfig {
             .field("keepalive_target", &self.keepalive_target)
             .field("keepalive_texts", &self.keepalive_texts)
             .field("node_id", &self.node_id)
+            .field("message_interval", &self.message_interval)
+            .field("message_burst", &self.message_burst)
+            .field("renewal_reminder_days", &self.renewal_reminder_days)
             .finish()
     }
 }
@@ -730,6 +754,29 @@ impl ServerConfig {
             None => node_id_from_hostname(&hostname()),
         };
 
+        let interval = humantime::parse_duration(self.message_interval.trim()).map_err(|e| {
+            ConfigError::new(
+                "MESSAGE_INTERVAL",
+                format!("`{}` is not a duration like 4s or 1m: {e}", self.message_interval),
+            )
+        })?;
+        let pacing = Pacing {
+            interval,
+            burst: self.message_burst,
+        };
+        pacing
+            .validate()
+            .map_err(|_| {
+                if interval.is_zero() {
+                    ConfigError::new("MESSAGE_INTERVAL", "must be more than zero")
+                } else {
+                    ConfigError::new("MESSAGE_BURST", "must be at least 1")
+                }
+            })?;
+        if self.renewal_reminder_days == 0 {
+            return Err(ConfigError::new("RENEWAL_REMINDER_DAYS", "must be at least 1"));
+        }
+
         Ok(CheckedServerConfig {
             listen,
             sessions_path: self.sessions_path.clone(),
@@ -744,6 +791,8 @@ impl ServerConfig {
             backup_encryption_key,
             time_zone,
             node_id,
+            pacing,
+            renewal_reminder_days: self.renewal_reminder_days,
             keepalive,
             chromium,
         })

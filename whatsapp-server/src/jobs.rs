@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | backup | 02:00 daily (`BACKUP_CRON`) | run by the keepalive engine, per session |
 //! | [`clean_number_cache`] | 03:00 daily | deletes phone-number checks older than 24 h |
-//! | [`send_renewal_reminders`] | 09:00 daily | e-mails owners whose session expires within [`RENEWAL_REMINDER_DAYS`] days |
+//! | [`send_renewal_reminders`] | 09:00 daily | e-mails owners whose session expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`]) days |
 //! | [`monitor`] | hourly, at :00 | logs sessions per status; warns for sessions not ready for over an hour |
 //! | [`health_check`] | every 5 minutes | restarts stuck sessions and starts those that should run |
 //! | [`clean_up`] | hourly, at :30 | removes orphan profiles, stops deleted sessions, ends stray browsers |
@@ -37,7 +37,8 @@ use whatsapp_core::{
 
 use crate::app::{AppState, Services};
 
-/// Reminders go out for sessions expiring within this many days.
+/// The default of `RENEWAL_REMINDER_DAYS`: reminders go out for sessions expiring within
+/// this many days (the setting is `config.renewal_reminder_days`).
 pub const RENEWAL_REMINDER_DAYS: i64 = 7;
 
 /// [`clean_number_cache`]'s schedule: 03:00 daily.
@@ -234,14 +235,14 @@ pub async fn clean_number_cache(state: &Services) -> Result<u64> {
     state.numbers.purge_checked_before(before).await
 }
 
-/// For each session with an owner e-mail that expires within [`RENEWAL_REMINDER_DAYS`]
+/// For each session with an owner e-mail that expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`])
 /// days and has not expired yet, queues a `renewal_reminder` e-mail with `session_id`,
 /// `expires_at` (RFC 3339) and `days_left`. The outbox dedupe key
 /// `renewal:<session>:<today in the configured time zone>` makes a second run on the same
 /// day (a restart) send nothing new. Returns how many e-mails were newly queued.
 pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
     let now = state.clock.now();
-    let horizon = now + chrono::TimeDelta::days(RENEWAL_REMINDER_DAYS);
+    let horizon = now + chrono::TimeDelta::days(i64::from(state.config.renewal_reminder_days));
     let today = now
         .with_timezone(&state.config.time_zone)
         .format("%Y-%m-%d");
