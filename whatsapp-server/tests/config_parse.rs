@@ -82,6 +82,10 @@ fn every_invalid_setting_is_named() {
         (&["--tz", "Mars/Olympus"], "TZ"),
         (&["--backup-cron", "every day"], "BACKUP_CRON"),
         (&["--backup-retention-days", "0"], "BACKUP_RETENTION_DAYS"),
+        (&["--message-interval", "soon"], "MESSAGE_INTERVAL"),
+        (&["--message-interval", "0s"], "MESSAGE_INTERVAL"),
+        (&["--message-burst", "0"], "MESSAGE_BURST"),
+        (&["--renewal-reminder-days", "0"], "RENEWAL_REMINDER_DAYS"),
         (&["--keepalive-target", "12ab"], "KEEPALIVE_TARGET"),
         (
             &[
