@@ -1,5 +1,6 @@
 //! Timings and identity of an emulated WhatsApp.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the emulator behaves: QR ref lifetimes, how many refs before `UNPAIRED_IDLE`, the
@@ -34,6 +35,11 @@ pub struct EmulatorConfig {
     pub phone_platform: String,
     /// `require('WAWebCompanionRegClientUtils').DEVICE_PLATFORM`, the QR's fifth field.
     pub device_platform: String,
+    /// Where to keep what the real server remembers across restarts: linked devices and
+    /// their credentials, known accounts, the device-id counter. `None` (the default): in
+    /// memory only, forgotten when the process ends. Messages, QR refs, pairing codes and
+    /// connections are never stored. See [`EmulatorConfig::with_state_file`].
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -60,6 +66,7 @@ impl Default for EmulatorConfig {
             pushname: "Emulated Phone".to_owned(),
             phone_platform: "android".to_owned(),
             device_platform: "WEB".to_owned(),
+            state_file: None,
         }
     }
 }
@@ -81,6 +88,16 @@ impl EmulatorConfig {
             request_timeout: Duration::from_secs(10),
             ..EmulatorConfig::default()
         }
+    }
+
+    /// Keeps linked devices, accounts and the device-id counter in `path` (JSON, written
+    /// atomically after every change, loaded at start), so that a browser profile linked
+    /// before a restart of the emulator still logs in, as on the real site. A file that
+    /// does not exist yet starts empty; an unreadable or corrupt one makes
+    /// [`Emulator::serve`](crate::Emulator::serve) fail with an error naming it.
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
     }
 
     /// The JSON the page reads from its HTML at load.

@@ -38,6 +38,7 @@ mod client;
 pub mod config;
 mod control;
 mod page;
+mod persist;
 mod server;
 mod tls;
 mod ws;
@@ -69,10 +70,23 @@ impl Default for Emulator {
 }
 
 impl Emulator {
-    /// An emulator with no devices, accounts or messages yet.
+    /// An emulator with no devices, accounts or messages yet, or, with
+    /// [`EmulatorConfig::state_file`], with the linked devices and accounts stored there.
+    /// If that file cannot be read or is corrupt, [`Emulator::serve`] and
+    /// [`Emulator::serve_tls`] fail with the reason (use [`Emulator::try_new`] to see it
+    /// at once); the file is then never overwritten.
     pub fn new(config: EmulatorConfig) -> Self {
         Emulator {
             shared: Arc::new(Shared::new(config)),
+        }
+    }
+
+    /// Like [`Emulator::new`], but fails at once if the state file cannot be loaded.
+    pub fn try_new(config: EmulatorConfig) -> io::Result<Self> {
+        let emulator = Emulator::new(config);
+        match emulator.shared.load_error() {
+            Some(e) => Err(e),
+            None => Ok(emulator),
         }
     }
 
@@ -134,6 +148,9 @@ impl Emulator {
         listener: tokio::net::TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<RunningEmulator> {
+        if let Some(e) = self.shared.load_error() {
+            return Err(e);
+        }
         let addr = listener.local_addr()?;
         let listener = listener.into_std()?;
         let handle = axum_server::Handle::new();

@@ -3,6 +3,8 @@
 //! connection is an [`mpsc`] sender of [`Outbound`] frames; `ws.rs` bridges it to a socket.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use crate::api::{
     ScanResponse,
 };
 use crate::config::EmulatorConfig;
+use crate::persist::{self, LinkedDevice, Snapshot};
 
 /// A frame for one page connection.
 #[derive(Debug)]
@@ -134,11 +137,83 @@ struct State {
     linked_per_phone: HashMap<String, u32>,
 }
 
+impl State {
+    /// The part the real server remembers across restarts.
+    fn snapshot(&self) -> Snapshot {
+        let keys: HashMap<&str, &str> = self
+            .by_static_key
+            .iter()
+            .map(|(key, id)| (id.as_str(), key.as_str()))
+            .collect();
+        let devices = self
+            .devices
+            .values()
+            .filter_map(|d| {
+                Some(LinkedDevice {
+                    id: d.id.clone(),
+                    static_key: (*keys.get(d.id.as_str())?).to_owned(),
+                    secret: d.secret.clone()?,
+                    phone: d.phone.clone()?,
+                    device_number: d.device_number,
+                })
+            })
+            .collect();
+        Snapshot {
+            next_device: self.next_device,
+            accounts: self.accounts.clone(),
+            linked_per_phone: self
+                .linked_per_phone
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            devices,
+            ..Snapshot::new()
+        }
+    }
+
+    /// The state after a restart: the remembered part, every device offline.
+    fn restore(snap: Snapshot) -> State {
+        let mut st = State {
+            next_device: snap.next_device,
+            accounts: snap.accounts,
+            linked_per_phone: snap.linked_per_phone.into_iter().collect(),
+            ..State::default()
+        };
+        for d in snap.devices {
+            st.by_static_key.insert(d.static_key, d.id.clone());
+            st.devices.insert(
+                d.id.clone(),
+                Device {
+                    id: d.id,
+                    state: "DISCONNECTED",
+                    phone: Some(d.phone),
+                    device_number: d.device_number,
+                    secret: Some(d.secret),
+                    ..Device::default()
+                },
+            );
+        }
+        st
+    }
+}
+
+/// The state file and what was last written to it.
+#[derive(Debug)]
+struct StateFile {
+    path: PathBuf,
+    /// Why loading failed (`serve` reports it); nothing is written then, so a corrupt file
+    /// is never overwritten.
+    load_error: Option<(io::ErrorKind, String)>,
+    /// The snapshot last written (or loaded). Held while writing, so writes keep their order.
+    written: Mutex<Snapshot>,
+}
+
 /// The shared state behind an [`Emulator`](crate::Emulator).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
     state: Mutex<State>,
+    state_file: Option<StateFile>,
 }
 
 /// What a page sends on its socket.
@@ -227,10 +302,55 @@ fn valid_phone(phone: &str) -> Result<String, ControlError> {
 }
 
 impl Shared {
+    /// A server with the state of `config.state_file` if there is one (see
+    /// [`Shared::load_error`]), empty otherwise.
     pub(crate) fn new(config: EmulatorConfig) -> Self {
+        let mut state = State::default();
+        let state_file = config.state_file.clone().map(|path| {
+            let (load_error, written) = match persist::load(&path) {
+                Ok(Some(snap)) => {
+                    state = State::restore(snap.clone());
+                    (None, snap)
+                }
+                Ok(None) => (None, state.snapshot()),
+                Err(e) => (Some((e.kind(), e.to_string())), Snapshot::new()),
+            };
+            StateFile {
+                path,
+                load_error,
+                written: Mutex::new(written),
+            }
+        });
         Shared {
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
+            state_file,
+        }
+    }
+
+    /// Why the state file could not be loaded, if it could not.
+    pub(crate) fn load_error(&self) -> Option<io::Error> {
+        let (kind, message) = self.state_file.as_ref()?.load_error.as_ref()?;
+        Some(io::Error::new(*kind, message.clone()))
+    }
+
+    /// Writes the persistent part to the state file if it changed since the last write.
+    /// Call it without holding the state lock.
+    fn persist(&self) {
+        let Some(file) = &self.state_file else {
+            return;
+        };
+        if file.load_error.is_some() {
+            return;
+        }
+        let mut written = file.written.lock().unwrap_or_else(|e| e.into_inner());
+        let snap = self.lock().snapshot();
+        if snap == *written {
+            return;
+        }
+        match persist::save(&file.path, &snap) {
+            Ok(()) => *written = snap,
+            Err(e) => tracing::error!(error = %e, "emulator state not saved"),
         }
     }
 
@@ -249,6 +369,22 @@ impl Shared {
     /// Handles one message of connection `conn_id`. `device` is the device the connection
     /// said hello as; the returned value is the device after this message.
     pub(crate) fn on_message(
+        self: &Arc<Self>,
+        conn_id: u64,
+        tx: &Tx,
+        device: Option<String>,
+        msg: ClientMsg,
+    ) -> Option<String> {
+        // Only these can change what the state file holds (a link forgotten, a new id).
+        let changes = matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Logout);
+        let device = self.dispatch(conn_id, tx, device, msg);
+        if changes {
+            self.persist();
+        }
+        device
+    }
+
+    fn dispatch(
         self: &Arc<Self>,
         conn_id: u64,
         tx: &Tx,
@@ -647,6 +783,12 @@ impl Shared {
     }
 
     pub(crate) fn scan(self: &Arc<Self>, req: ScanRequest) -> Result<ScanResponse, ControlError> {
+        let linked = self.link(req);
+        self.persist();
+        linked
+    }
+
+    fn link(&self, req: ScanRequest) -> Result<ScanResponse, ControlError> {
         let mut guard = self.lock();
         let st = &mut *guard;
         let (id, phone) = match (&req.ref_, &req.code) {
@@ -762,7 +904,7 @@ impl Shared {
     }
 
     pub(crate) fn unlink(&self, id: &str) -> Result<DeviceInfo, ControlError> {
-        self.with_device(id, |dev, refs| {
+        let unlinked = self.with_device(id, |dev, refs| {
             if dev.secret.is_none() {
                 return Err(ControlError::Conflict(
                     "the device is not linked".to_owned(),
@@ -778,7 +920,9 @@ impl Shared {
                 c.close();
             }
             Ok(dev.info())
-        })
+        });
+        self.persist();
+        unlinked
     }
 
     pub(crate) fn deprecate(&self, id: &str) -> Result<DeviceInfo, ControlError> {
@@ -797,9 +941,13 @@ impl Shared {
 
     pub(crate) fn add_account(&self, phone: &str) -> Result<Vec<String>, ControlError> {
         let phone = valid_phone(phone)?;
-        let mut st = self.lock();
-        st.accounts.insert(phone);
-        Ok(st.accounts.iter().cloned().collect())
+        let accounts = {
+            let mut st = self.lock();
+            st.accounts.insert(phone);
+            st.accounts.iter().cloned().collect()
+        };
+        self.persist();
+        Ok(accounts)
     }
 
     pub(crate) fn accounts(&self) -> Vec<String> {
@@ -877,16 +1025,19 @@ impl Shared {
     }
 
     pub(crate) fn reset(&self) {
-        let mut st = self.lock();
-        for dev in st.devices.values_mut() {
-            if let Some(t) = dev.ref_task.take() {
-                t.abort();
+        {
+            let mut st = self.lock();
+            for dev in st.devices.values_mut() {
+                if let Some(t) = dev.ref_task.take() {
+                    t.abort();
+                }
+                if let Some(c) = dev.conn.take() {
+                    c.close();
+                }
             }
-            if let Some(c) = dev.conn.take() {
-                c.close();
-            }
+            *st = State::default();
         }
-        *st = State::default();
+        self.persist();
     }
 }
 
@@ -1030,6 +1181,107 @@ mod tests {
         let mut again = FakePage::new(&shared);
         again.hello(&shared, Some((&linked.device, &secret)));
         assert_eq!(again.next().await.unwrap()["type"], "refused");
+    }
+
+    /// Links a device by QR on `page`; answers its id and secret.
+    async fn link(shared: &Arc<Shared>, page: &mut FakePage, phone: &str) -> (String, String) {
+        page.hello(shared, None);
+        let r = page.next().await.unwrap()["ref"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let linked = shared
+            .scan(ScanRequest {
+                ref_: Some(r),
+                phone: Some(phone.into()),
+                code: None,
+            })
+            .unwrap();
+        let paired = page.next().await.unwrap();
+        assert_eq!(paired["type"], "paired");
+        (linked.device, paired["secret"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_file_keeps_links_and_accounts_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("emulator-state.json");
+        let start = || {
+            let shared = Arc::new(Shared::new(config().with_state_file(&path)));
+            assert!(shared.load_error().is_none());
+            shared
+        };
+
+        let shared = start();
+        let mut page = FakePage::new(&shared);
+        let (device, secret) = link(&shared, &mut page, "34600000000").await;
+        shared.add_account("34600000001").unwrap();
+        shared.close_all();
+        drop(shared);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("2@"), "QR refs are not stored: {text}");
+
+        // A new process: the device is still linked and its stored credentials log in.
+        let shared = start();
+        let info = shared.device(&device).unwrap();
+        assert!(info.linked && !info.connected, "{info:?}");
+        assert_eq!(info.state, "DISCONNECTED");
+        assert_eq!(info.phone.as_deref(), Some("34600000000"));
+        assert_eq!(shared.accounts(), vec!["34600000000", "34600000001"]);
+        let mut relaunch = FakePage::new(&shared);
+        relaunch.hello(&shared, Some((&device, &secret)));
+        let connected = relaunch.next().await.unwrap();
+        assert_eq!(connected["type"], "connected");
+        assert_eq!(connected["phone"], "34600000000");
+        assert_eq!(shared.device(&device).unwrap().state, "CONNECTED");
+        // A wrong secret is still refused.
+        let mut forged = FakePage::new(&shared);
+        forged.hello(&shared, Some((&device, "not-the-secret")));
+        assert_eq!(forged.next().await.unwrap()["type"], "refused");
+        // A new profile gets an id that does not collide with the loaded one.
+        let mut other = FakePage::new(&shared);
+        other.send(&shared, json!({"type": "hello", "static_key": "S2"}));
+        assert_ne!(other.device.as_deref(), Some(device.as_str()));
+        assert!(other.device.is_some());
+
+        // Unlinked, then restarted: the same credentials are refused.
+        shared.unlink(&device).unwrap();
+        shared.close_all();
+        drop(shared);
+        let shared = start();
+        assert!(shared.devices().iter().all(|d| !d.linked));
+        let mut again = FakePage::new(&shared);
+        again.hello(&shared, Some((&device, &secret)));
+        assert_eq!(again.next().await.unwrap()["type"], "refused");
+
+        // A logout from the page and a reset are remembered too.
+        let mut page = FakePage::new(&shared);
+        let (device, _) = link(&shared, &mut page, "34600000000").await;
+        assert!(!["dev-1", "dev-2"].contains(&device.as_str()), "{device}");
+        shared.close_all();
+        drop(shared);
+        let shared = start();
+        assert!(shared.device(&device).unwrap().linked);
+        shared.reset();
+        drop(shared);
+        let shared = start();
+        assert!(shared.devices().is_empty());
+        assert!(shared.accounts().is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_reported_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("emulator-state.json");
+        std::fs::write(&path, "{ truncated").unwrap();
+        let shared = Shared::new(config().with_state_file(&path));
+        let err = shared.load_error().expect("a load error");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        shared.add_account("34600000001").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ truncated");
     }
 
     #[tokio::test(start_paused = true)]

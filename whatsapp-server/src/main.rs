@@ -39,6 +39,10 @@ enum Command {
         /// Short QR lifetimes and delays, for tests.
         #[arg(long)]
         fast: bool,
+        /// Remember linked devices and accounts in this JSON file across restarts (as the
+        /// real server does); without it they are forgotten when the emulator stops.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -53,7 +57,12 @@ async fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Some(Command::Emulator { listen, tls, fast }) => emulator(listen, tls, fast).await,
+        Some(Command::Emulator {
+            listen,
+            tls,
+            fast,
+            state_file,
+        }) => emulator(listen, tls, fast, state_file).await,
         None => {
             if let Err(e) = cli.config.apply_file(&matches) {
                 e.exit();
@@ -89,16 +98,22 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
 }
 
 /// Serves the emulator until SIGINT/SIGTERM.
-async fn emulator(listen: SocketAddr, tls: bool, fast: bool) -> std::io::Result<()> {
-    let config = if fast {
+async fn emulator(
+    listen: SocketAddr,
+    tls: bool,
+    fast: bool,
+    state_file: Option<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    let mut config = if fast {
         EmulatorConfig::fast()
     } else {
         EmulatorConfig::default()
     };
+    config.state_file = state_file;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
-    let emulator = Emulator::new(config);
+    let emulator = Emulator::try_new(config)?;
     let running = if tls {
         emulator.serve_tls(listener).await?
     } else {
