@@ -589,6 +589,31 @@ impl SessionTask {
                 self.close_browser().await;
                 self.launch(inputs).await;
             }
+            Action::RestoreLogin { reason } => {
+                tracing::warn!(session = %self.id, %reason, "restoring the login");
+                self.close_browser().await;
+                let limits = &self.inner.config.runtime;
+                match timeout(
+                    limits.launch_timeout,
+                    self.inner.deps.backup.restore_login(&self.id),
+                )
+                .await
+                {
+                    Ok(Ok(true)) => {
+                        tracing::info!(session = %self.id, "login restored from the newest backup");
+                    }
+                    Ok(Ok(false)) => {
+                        tracing::warn!(session = %self.id, "no verified backup holds a login; a new QR scan will be needed");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(session = %self.id, error = %e, "the login could not be restored");
+                    }
+                    Err(_) => {
+                        tracing::warn!(session = %self.id, "restoring the login timed out");
+                    }
+                }
+                self.launch(inputs).await;
+            }
             Action::Close => self.close_browser().await,
             Action::ReadState { check } => {
                 let result = self.read_state().await;

@@ -28,6 +28,18 @@ pub trait SessionBackup: Send + Sync + Debug + 'static {
     /// Backs up the profile of `session`.
     async fn backup(&self, session: &SessionId) -> Result<()>;
 
+    /// Replaces the profile of `session` with the newest verified backup even though the
+    /// disk still has a profile: the engine calls it when a linked session asks for a QR
+    /// without having been unlinked (credentials lost or damaged on disk). Returns whether a
+    /// backup was restored; `Ok(false)` when there is none. The browser is closed during the
+    /// call.
+    ///
+    /// The default restores nothing.
+    async fn restore_login(&self, session: &SessionId) -> Result<bool> {
+        let _ = session;
+        Ok(false)
+    }
+
     /// Makes the profile of `session` ready for a launch: keeps it when it is intact,
     /// otherwise restores it from the newest verified backup (the seed's start-up steps
     /// "check the critical files; if they are missing, restore from the backup"). Called by

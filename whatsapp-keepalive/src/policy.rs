@@ -155,6 +155,15 @@ pub enum Action {
         /// Why (for the log and `last_error`).
         reason: String,
     },
+    /// Close the current browser, restore the profile's login from the newest verified
+    /// backup ([`crate::SessionBackup::restore_login`]), and launch again. Emitted when a
+    /// linked session comes up asking for a QR without having been unlinked (its stored
+    /// credentials were lost or damaged on disk). Whether or not a backup was restored, a
+    /// launch follows; if it asks for a QR again the session is logged out.
+    RestoreLogin {
+        /// Why (for the log and `last_error`).
+        reason: String,
+    },
     /// Close the browser gracefully.
     Close,
     /// Read `Socket.state` and report it as [`Input::StateRead`].
@@ -356,6 +365,8 @@ pub struct SessionPolicy {
     /// Consecutive launch failures (for the launch backoff).
     launch_failures: u32,
     error_notified: bool,
+    /// A restore of the login from a backup was tried since the last connection.
+    login_restore_tried: bool,
     last_activity: Option<DateTime<Utc>>,
     inactivity_notified: bool,
     backup_wall: Option<DateTime<Utc>>,
@@ -385,6 +396,7 @@ impl SessionPolicy {
             relaunches: VecDeque::new(),
             launch_failures: 0,
             error_notified: false,
+            login_restore_tried: false,
             last_activity: health.last_activity_at,
             inactivity_notified: false,
             backup_wall: None,
@@ -797,7 +809,17 @@ impl SessionPolicy {
             return;
         }
         if state.needs_pairing() {
-            if self.linked {
+            if self.linked && !self.login_restore_tried {
+                // Linked, not unlinked (that arrives as `LoggedOut`), yet asking for a QR:
+                // the credentials on disk were lost or damaged. The backup still holds them.
+                self.login_restore_tried = true;
+                self.relaunch_with(
+                    format!("WhatsApp Web asks for a QR ({state}) although the session is linked: restoring the login from the newest backup"),
+                    true,
+                    now,
+                    out,
+                );
+            } else if self.linked {
                 self.logged_out(wall, out);
             } else {
                 self.awaiting_scan(out);
@@ -839,6 +861,7 @@ impl SessionPolicy {
         self.connect_by = None;
         self.recovery = None;
         self.ladder = 0;
+        self.login_restore_tried = false;
         let first_link = !self.linked;
         self.linked = true;
         if first_link {
@@ -1089,6 +1112,18 @@ impl SessionPolicy {
         _wall: DateTime<Utc>,
         out: &mut Vec<Action>,
     ) {
+        self.relaunch_with(reason, false, now, out);
+    }
+
+    /// A relaunch (counted by the crash-loop guard), restoring the login from the newest
+    /// backup first when `restore_login`.
+    fn relaunch_with(
+        &mut self,
+        reason: String,
+        restore_login: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let guard = &self.config.crash_loop;
         while self
             .relaunches
@@ -1121,7 +1156,11 @@ impl SessionPolicy {
             last_error: Some(Some(reason.clone())),
             ..SessionPatch::default()
         }));
-        out.push(Action::Relaunch { reason });
+        out.push(if restore_login {
+            Action::RestoreLogin { reason }
+        } else {
+            Action::Relaunch { reason }
+        });
     }
 
     fn give_up(&mut self, reason: String, out: &mut Vec<Action>) {

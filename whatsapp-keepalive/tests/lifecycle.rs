@@ -87,6 +87,71 @@ async fn a_lost_profile_is_restored_from_backup_before_the_relaunch() {
     w.engine.shutdown().await;
 }
 
+/// A linked session whose page asks for a QR without having been unlinked (its credentials
+/// were damaged on disk) gets its login back from the newest backup: no QR, no e-mail.
+#[tokio::test(start_paused = true)]
+async fn a_damaged_login_is_restored_from_backup_instead_of_asking_for_a_qr() {
+    let w = World::new(quiet(), "2026-03-02T12:00:00Z");
+    let id = w.linked("dave", PHONE).await;
+    w.backups
+        .saved
+        .lock()
+        .unwrap()
+        .insert(id.clone(), PhoneNumber::new(PHONE).unwrap());
+    w.engine.start(&id).await.unwrap();
+    w.wait_connected(&id).await;
+    w.wait_status(&id, St::Ready, MINUTE).await;
+
+    // The page loses its credentials (as after a damaged IndexedDB) and shows a QR.
+    w.browser
+        .set_state(&id, whatsapp_core::ConnectionState::Unpaired);
+    w.wait_browser(MINUTE, |b| b.launches(&id) == 2).await;
+    w.wait_connected(&id).await;
+    w.wait_status(&id, St::Ready, MINUTE).await;
+    assert_eq!(
+        *w.backups.login_restores.lock().unwrap(),
+        [(id.clone(), true)],
+        "one restore of the login"
+    );
+    assert_eq!(w.notifier.count(&N::WhatsappManualDisconnect), 0);
+    w.engine.shutdown().await;
+}
+
+/// Without a backup holding the login, the same loss ends in `logged_out` after one try,
+/// with one e-mail, and no relaunch loop.
+#[tokio::test(start_paused = true)]
+async fn a_lost_login_without_backup_is_logged_out_after_one_try() {
+    let w = World::new(quiet(), "2026-03-02T12:00:00Z");
+    let id = w.linked("erin", PHONE).await;
+    w.engine.start(&id).await.unwrap();
+    w.wait_connected(&id).await;
+    // The credentials on disk are damaged, and the page shows a QR.
+    std::fs::write(
+        w.dir
+            .path()
+            .join("erin")
+            .join(whatsapp_core::testing::LOGIN_MARKER),
+        b"\x00garbage",
+    )
+    .unwrap();
+    w.browser
+        .set_state(&id, whatsapp_core::ConnectionState::Unpaired);
+    w.wait_status(&id, St::LoggedOut, MINUTE).await;
+    tokio::time::sleep(HOUR).await;
+    assert_eq!(
+        *w.backups.login_restores.lock().unwrap(),
+        [(id.clone(), false)]
+    );
+    assert_eq!(
+        w.browser.launches(&id),
+        2,
+        "one relaunch, then it waits for a scan"
+    );
+    assert_eq!(w.notifier.count(&N::WhatsappManualDisconnect), 1);
+    assert_eq!(w.status(&id).await, St::LoggedOut);
+    w.engine.shutdown().await;
+}
+
 /// `stop` closes the browser and keeps the login; `start` brings it back without a QR.
 #[tokio::test(start_paused = true)]
 async fn stop_closes_the_browser_and_start_brings_it_back() {

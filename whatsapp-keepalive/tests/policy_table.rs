@@ -447,9 +447,21 @@ fn unlinking_from_the_phone_is_a_manual_disconnect() {
     assert_eq!(notifies(&out), [N::WhatsappConnected]);
     assert!(out.contains(&A::SetStatus(St::Ready)));
 
+    // A QR without an unlink first (credentials lost on disk): one restore of the login
+    // from the backup and a relaunch; a QR again after that is a manual disconnect.
     let mut h = H::linked();
     let out = h.at(10, I::StateChanged(S::Unpaired));
+    assert!(notifies(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter().any(|a| matches!(a, A::RestoreLogin { .. })),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|a| matches!(a, A::SetStatus(_))), "{out:?}");
+    assert_eq!(h.at(12, I::Launched), []);
+    let out = h.at(13, I::StateChanged(S::Unpaired));
     assert_eq!(notifies(&out), [N::WhatsappManualDisconnect]);
+    assert!(out.contains(&A::SetStatus(St::LoggedOut)));
+    assert!(!out.iter().any(|a| matches!(a, A::RestoreLogin { .. })));
     let mut h = H::linked();
     let out = h.at(10, I::Logout);
     assert_eq!(out[..2], [A::Logout, A::Close]);

@@ -175,12 +175,7 @@ impl App {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let (queue, limiter) = backends(
-            redis,
-            "whatsapp",
-            stores.messages.clone(),
-            config.pacing,
-        )?;
+        let (queue, limiter) = backends(redis, "whatsapp", stores.messages.clone(), config.pacing)?;
 
         // Outbox: the engine's e-mails and the webhooks go through it.
         let emails: Arc<dyn whatsapp_core::Notifier> = match &config.frontend_url {
@@ -200,7 +195,8 @@ impl App {
             OutboxConfig::default(),
         )?
         .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
-        let outbox = Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
+        let outbox =
+            Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
 
         // Backups.
         let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backup {
@@ -288,7 +284,10 @@ impl App {
         for id in &restored {
             state.messaging.start(id);
         }
-        tracing::info!(sessions = restored.len(), "start-up restore handed to the engine");
+        tracing::info!(
+            sessions = restored.len(),
+            "start-up restore handed to the engine"
+        );
         state.restored.store(true, Ordering::SeqCst);
 
         // 5./6. Monitoring runs in the engine and the jobs; now HTTP.

@@ -71,6 +71,17 @@ impl SessionBackup for ManagedBackup {
         }
     }
 
+    async fn restore_login(&self, session: &SessionId) -> Result<bool> {
+        let Some(record) = self.manager.newest_verified(session).await? else {
+            return Ok(false);
+        };
+        self.manager
+            .restore_from(&record, &self.sessions_path.join(session.as_str()))
+            .await?;
+        tracing::info!(session = %session, backup = %record.key, "login restored from backup");
+        Ok(true)
+    }
+
     async fn prepare_profile(&self, session: &SessionId) -> Result<&'static str> {
         let outcome = self
             .manager

@@ -757,24 +757,28 @@ impl ServerConfig {
         let interval = humantime::parse_duration(self.message_interval.trim()).map_err(|e| {
             ConfigError::new(
                 "MESSAGE_INTERVAL",
-                format!("`{}` is not a duration like 4s or 1m: {e}", self.message_interval),
+                format!(
+                    "`{}` is not a duration like 4s or 1m: {e}",
+                    self.message_interval
+                ),
             )
         })?;
         let pacing = Pacing {
             interval,
             burst: self.message_burst,
         };
-        pacing
-            .validate()
-            .map_err(|_| {
-                if interval.is_zero() {
-                    ConfigError::new("MESSAGE_INTERVAL", "must be more than zero")
-                } else {
-                    ConfigError::new("MESSAGE_BURST", "must be at least 1")
-                }
-            })?;
+        pacing.validate().map_err(|_| {
+            if interval.is_zero() {
+                ConfigError::new("MESSAGE_INTERVAL", "must be more than zero")
+            } else {
+                ConfigError::new("MESSAGE_BURST", "must be at least 1")
+            }
+        })?;
         if self.renewal_reminder_days == 0 {
-            return Err(ConfigError::new("RENEWAL_REMINDER_DAYS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "RENEWAL_REMINDER_DAYS",
+                "must be at least 1",
+            ));
         }
 
         Ok(CheckedServerConfig {

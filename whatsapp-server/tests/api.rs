@@ -1286,9 +1286,6 @@ async fn cors_allows_only_the_frontend_origin() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: api/mod.rs:72 `.allow_origin(origin)` with one HeaderValue is tower-http's \
-            AllowOrigin::exact, which sends the frontend origin to every caller; \
-            AllowOrigin::list([origin]) would answer only the frontend"]
 async fn cors_answers_other_origins_without_an_allow_origin_header() {
     const FRONTEND: &str = "http://127.0.0.1:9";
     let s = Server::start_with(&["--frontend-url", FRONTEND]).await;

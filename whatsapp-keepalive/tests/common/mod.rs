@@ -31,6 +31,8 @@ pub struct RecordingBackup {
     pub saved: Arc<Mutex<std::collections::HashMap<SessionId, PhoneNumber>>>,
     /// Every `prepare_profile` call and the path it reported.
     pub prepared: Arc<Mutex<Vec<(SessionId, &'static str)>>>,
+    /// Every `restore_login` call and whether it restored.
+    pub login_restores: Arc<Mutex<Vec<(SessionId, bool)>>>,
 }
 
 #[async_trait]
@@ -53,6 +55,23 @@ impl SessionBackup for RecordingBackup {
         };
         self.prepared.lock().unwrap().push((session.clone(), path));
         Ok(path)
+    }
+
+    async fn restore_login(&self, session: &SessionId) -> Result<bool> {
+        let profile = self.sessions.as_ref().unwrap().join(session.as_str());
+        let saved = self.saved.lock().unwrap().get(session).cloned();
+        let restored = match saved {
+            Some(phone) => {
+                FakeBrowser::write_login(&profile, &phone).unwrap();
+                true
+            }
+            None => false,
+        };
+        self.login_restores
+            .lock()
+            .unwrap()
+            .push((session.clone(), restored));
+        Ok(restored)
     }
 
     async fn prune(&self, session: &SessionId, before: DateTime<Utc>) -> Result<usize> {

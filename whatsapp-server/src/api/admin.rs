@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use whatsapp_core::{Error, TenantId};
-use whatsapp_storage::store::{
-    ApiKeyRecord, NewTenant, OutboxItem, OutboxStatus, TenantRecord,
-};
+use whatsapp_storage::store::{ApiKeyRecord, NewTenant, OutboxItem, OutboxStatus, TenantRecord};
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, require_admin};
 use crate::app::AppState;
@@ -24,7 +22,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/tenants/{tenant}", get(get_tenant).delete(delete_tenant))
         .route("/tenants/{tenant}/keys", get(list_keys).post(create_key))
         .route("/tenants/{tenant}/keys/{key_id}", delete(revoke_key))
-        .route("/tenants/{tenant}/webhook", put(set_webhook).delete(clear_webhook))
+        .route(
+            "/tenants/{tenant}/webhook",
+            put(set_webhook).delete(clear_webhook),
+        )
         .route("/outbox", get(list_outbox))
         .route("/outbox/{item}/replay", post(replay_outbox))
 }
@@ -289,7 +290,12 @@ pub async fn revoke_key(
         .await?
         .into_iter()
         .any(|k| k.id == key && k.revoked_at.is_none());
-    if owned && state.tenants.revoke_api_key(&key, state.clock.now()).await? {
+    if owned
+        && state
+            .tenants
+            .revoke_api_key(&key, state.clock.now())
+            .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("key {key} of tenant {tenant}")))

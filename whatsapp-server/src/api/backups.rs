@@ -18,10 +18,7 @@ use crate::auth::Caller;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/sessions/{id}/backups",
-            get(list_backups).post(backup_now),
-        )
+        .route("/sessions/{id}/backups", get(list_backups).post(backup_now))
         .route("/sessions/{id}/restore", post(restore))
         .route("/sessions/{id}/fallback", post(fallback))
 }
@@ -244,5 +241,9 @@ pub async fn fallback(
         }),
     };
     let item = state.outbox.enqueue_email(&notification, None).await?;
-    Ok((StatusCode::ACCEPTED, Json(QueuedEmail { outbox_id: item.id })).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(QueuedEmail { outbox_id: item.id }),
+    )
+        .into_response())
 }

@@ -44,7 +44,11 @@ impl ApiError {
 
     /// 404 `not_found` for `what`.
     pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409 `wrong_state`: the action does not fit the session's current status.
@@ -128,10 +132,7 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!(
-                    "request body larger than {} bytes",
-                    super::MAX_BODY_BYTES
-                ),
+                format!("request body larger than {} bytes", super::MAX_BODY_BYTES),
             )
         }
         JsonRejection::JsonDataError(e) => ApiError::new(

@@ -185,7 +185,8 @@ pub async fn check_number(
 ) -> Result<Json<NumberView>, ApiError> {
     let phone = PhoneNumber::new(&phone)?;
     let record = load_session(&state, &caller, &id).await?;
-    let now = state.clock.now();
+    // Microseconds: what the database keeps, so a cached answer reads the same.
+    let now = whatsapp_core::types::truncate_micros(state.clock.now());
     if let Some(hit) = state.numbers.get(&record.id, &phone).await?
         && now - hit.checked_at < NUMBER_CACHE_TTL
     {

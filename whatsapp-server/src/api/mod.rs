@@ -30,7 +30,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use whatsapp_core::{SessionId, SessionRecord};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json};
@@ -69,7 +69,8 @@ fn cors_layer(state: &Services) -> Option<CorsLayer> {
     let origin = HeaderValue::from_str(&origin).ok()?;
     Some(
         CorsLayer::new()
-            .allow_origin(origin)
+            // `list` echoes the origin only when it matches; other origins get no header.
+            .allow_origin(AllowOrigin::list([origin]))
             .allow_methods([
                 Method::GET,
                 Method::POST,
@@ -103,7 +104,9 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = tokio::time::timeout(
         Duration::from_secs(3),
-        state.sessions.get(&SessionId::new("readyz-probe").expect("valid id")),
+        state
+            .sessions
+            .get(&SessionId::new("readyz-probe").expect("valid id")),
     )
     .await;
     let db_ok = matches!(db, Ok(Ok(_)));
@@ -125,11 +128,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state).await;
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// The authenticated caller, from `Authorization: Bearer …` or `X-Api-Key`.

@@ -179,7 +179,11 @@ pub async fn create_session(
         state.start_session(&id).await?;
     }
     let record = state.sessions.get(&id).await?.unwrap_or(record);
-    Ok((StatusCode::CREATED, Json(SessionView::build(&state, record))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionView::build(&state, record)),
+    )
+        .into_response())
 }
 
 /// Lists the caller's sessions (all of them for the admin), by id.
@@ -340,7 +344,11 @@ async fn accepted(state: &Services, id: &SessionId) -> Result<Response, ApiError
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("session {id}")))?;
-    Ok((StatusCode::ACCEPTED, Json(SessionView::build(state, record))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SessionView::build(state, record)),
+    )
+        .into_response())
 }
 
 /// `GET /api/sessions/{id}/qr` query.
