@@ -23,6 +23,24 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "README's first command, twice (the second run must restore the session without a QR)"
+demo_dir="$(mktemp -d)"
+for run in 1 2; do
+    if ! DEMO_DATA_DIR="$demo_dir" DEMO_ONCE=1 PORT=14000 EMULATOR_PORT=14010 \
+        bash scripts/demo.sh >"$demo_dir/run$run.log" 2>&1; then
+        cat "$demo_dir/run$run.log" "$demo_dir/server.log" >&2 || true
+        echo "scripts/demo.sh failed (run $run)" >&2
+        exit 1
+    fi
+done
+grep -q "ready again without a QR scan" "$demo_dir/run2.log" || {
+    cat "$demo_dir/run2.log" >&2
+    echo "scripts/demo.sh: the second run did not restore the session without a QR" >&2
+    exit 1
+}
+echo "demo: linked on the first run, restored without a QR on the second"
+rm -rf "$demo_dir"
+
 log "doc tests"
 cargo test --workspace --doc
 
