@@ -167,8 +167,16 @@ const EVENT_BUFFER: usize = 1024;
 const BACKUP_CONCURRENCY: usize = 2;
 
 /// Attempts of one e-mail on transient errors, and the first wait between them.
-const NOTIFY_ATTEMPTS: u32 = 4;
+const NOTIFY_ATTEMPTS: u32 = 8;
 const NOTIFY_FIRST_WAIT: Duration = Duration::from_secs(2);
+/// Attempts of a background write (e-mail recipient read, backup) before it is given up:
+/// with waits doubling from 2 s (e-mails) or 30 s (backups) up to [`RETRY_MAX_WAIT`], they
+/// outlast a database restart or an object store that is away for several minutes.
+const RETRY_ATTEMPTS: u32 = 8;
+/// The longest wait between two retries of a background write.
+const RETRY_MAX_WAIT: Duration = Duration::from_secs(5 * 60);
+/// The first wait before a failed backup is retried.
+const BACKUP_RETRY_FIRST_WAIT: Duration = Duration::from_secs(30);
 
 impl KeepaliveEngine {
     /// Checks `config` and builds an engine (no session runs yet).
@@ -379,6 +387,7 @@ impl KeepaliveEngine {
             browser: None,
             events: None,
             shared: Arc::clone(&shared),
+            unsaved: Unsaved::default(),
         };
         let mut sessions = self.inner.sessions.lock().unwrap();
         if sessions.contains_key(id) {
@@ -416,7 +425,47 @@ struct SessionTask {
     browser: Option<Arc<dyn BrowserSession>>,
     events: Option<broadcast::Receiver<DriverEvent>>,
     shared: Arc<Mutex<Shared>>,
+    /// Writes the store refused (database down): retried every [`STORE_RETRY`] until they
+    /// land, newest values first, so the record catches up after an outage.
+    unsaved: Unsaved,
 }
+
+/// Store writes waiting to be retried.
+#[derive(Debug, Default)]
+struct Unsaved {
+    status: Option<SessionStatus>,
+    patch: SessionPatch,
+}
+
+impl Unsaved {
+    fn is_empty(&self) -> bool {
+        self.status.is_none() && self.patch.is_empty()
+    }
+
+    /// Overlays `newer` on the waiting patch (a newer value of a field wins).
+    fn add_patch(&mut self, newer: &SessionPatch) {
+        let p = &mut self.patch;
+        macro_rules! overlay {
+            ($($f:ident),*) => {$(if newer.$f.is_some() { p.$f = newer.$f.clone(); })*};
+        }
+        overlay!(
+            owner_email,
+            wid,
+            push_name,
+            last_seen_at,
+            last_connected_at,
+            last_activity_at,
+            last_backup_at,
+            expires_at,
+            last_error,
+            restarts,
+            reconnects
+        );
+    }
+}
+
+/// How often a session retries store writes that failed.
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// Waits for the next event of an optional receiver (forever when there is none).
 async fn next_event(
@@ -476,6 +525,9 @@ impl SessionTask {
                 },
                 ev = next_event(&mut self.events) => self.on_event(ev).await,
                 _ = sleep_until(deadline) => self.feed(Input::Tick).await,
+                _ = tokio::time::sleep(STORE_RETRY), if !self.unsaved.is_empty() => {
+                    self.retry_unsaved().await;
+                }
             }
         }
     }
@@ -702,7 +754,10 @@ impl SessionTask {
                 let now = self.inner.deps.clock.now();
                 let store = &self.inner.deps.store;
                 if let Err(e) = store.transition(&self.id, &[], status, now).await {
-                    tracing::warn!(session = %self.id, %status, error = %e, "could not store the status");
+                    tracing::warn!(session = %self.id, %status, error = %e, "could not store the status; retrying");
+                    self.unsaved.status = Some(status);
+                } else {
+                    self.unsaved.status = None;
                 }
                 self.shared.lock().unwrap().snapshot.status = status;
                 self.publish(EngineEvent::Status {
@@ -824,13 +879,44 @@ impl SessionTask {
         self.shared.lock().unwrap().browser = None;
     }
 
-    async fn update(&self, patch: SessionPatch) {
+    async fn update(&mut self, patch: SessionPatch) {
         if patch.is_empty() {
             return;
         }
         let now = self.inner.deps.clock.now();
         if let Err(e) = self.inner.deps.store.update(&self.id, &patch, now).await {
-            tracing::warn!(session = %self.id, error = %e, "could not store session fields");
+            tracing::warn!(session = %self.id, error = %e, "could not store session fields; retrying");
+            self.unsaved.add_patch(&patch);
+        }
+    }
+
+    /// Retries the store writes that failed (status first, then the fields).
+    async fn retry_unsaved(&mut self) {
+        let now = self.inner.deps.clock.now();
+        let store = Arc::clone(&self.inner.deps.store);
+        if let Some(status) = self.unsaved.status {
+            match store.transition(&self.id, &[], status, now).await {
+                Ok(_) => {
+                    tracing::info!(session = %self.id, %status, "stored the status after a store outage");
+                    self.unsaved.status = None;
+                }
+                Err(Error::NotFound { .. }) => {
+                    self.unsaved = Unsaved::default();
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(session = %self.id, error = %e, "store still refuses writes");
+                    return;
+                }
+            }
+        }
+        if !self.unsaved.patch.is_empty() {
+            let patch = std::mem::take(&mut self.unsaved.patch);
+            match store.update(&self.id, &patch, now).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {}
+                Err(_) => self.unsaved.patch = patch,
+            }
         }
     }
 
@@ -840,12 +926,30 @@ impl SessionTask {
         let id = self.id.clone();
         let at = inner.deps.clock.now();
         self.inner.background.spawn(async move {
-            let record = match inner.deps.store.get(&id).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(session = %id, %kind, error = %e, "e-mail dropped: cannot read the session");
-                    return;
+            // The store may be down for a while (a database restart): keep trying to read
+            // the recipient for as long as a backup retry would, rather than dropping it.
+            let mut wait = NOTIFY_FIRST_WAIT;
+            let mut tries = 0;
+            let record = loop {
+                match inner.deps.store.get(&id).await {
+                    Ok(Some(r)) => break r,
+                    Ok(None) => return,
+                    Err(e) if tries < RETRY_ATTEMPTS => {
+                        tries += 1;
+                        tracing::warn!(session = %id, %kind, error = %e, "cannot read the session for an e-mail; retrying");
+                        tokio::select! {
+                            _ = inner.shutdown.cancelled() => {
+                                tracing::error!(session = %id, %kind, "e-mail dropped at shutdown: the session could not be read");
+                                return;
+                            }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(RETRY_MAX_WAIT);
+                    }
+                    Err(e) => {
+                        tracing::error!(session = %id, %kind, error = %e, "e-mail dropped: cannot read the session");
+                        return;
+                    }
                 }
             };
             let Some(to) = record.owner_email else {
@@ -869,8 +973,14 @@ impl SessionTask {
                     Ok(()) => return,
                     Err(e) if e.is_transient() && attempt < NOTIFY_ATTEMPTS => {
                         tracing::warn!(session = %id, %kind, attempt, error = %e, "e-mail failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
+                        tokio::select! {
+                            _ = inner.shutdown.cancelled() => {
+                                tracing::error!(session = %id, %kind, "e-mail not delivered before shutdown");
+                                return;
+                            }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                     }
                     Err(e) => {
                         tracing::error!(session = %id, %kind, error = %e, "e-mail not delivered");
@@ -887,7 +997,25 @@ impl SessionTask {
         let id = self.id.clone();
         self.inner.background.spawn(async move {
             let _permit = inner.backups.acquire().await;
-            match inner.deps.backup.backup(&id).await {
+            // A transient failure (object store unreachable) is retried with back-off
+            // instead of waiting for the next scheduled backup a day later.
+            let mut wait = BACKUP_RETRY_FIRST_WAIT;
+            let mut attempt = 1;
+            let result = loop {
+                match inner.deps.backup.backup(&id).await {
+                    Err(e) if e.is_transient() && attempt < RETRY_ATTEMPTS => {
+                        tracing::warn!(session = %id, attempt, error = %e, "backup failed; retrying in {wait:?}");
+                        tokio::select! {
+                            _ = inner.shutdown.cancelled() => break Err(e),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(RETRY_MAX_WAIT);
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
                 Ok(()) => {
                     let now = inner.deps.clock.now();
                     let patch = SessionPatch {

@@ -394,3 +394,71 @@ impl ClockNow for World {
         self.clock.now()
     }
 }
+
+/// The database refuses writes for a while (a restart): the status set meanwhile is stored
+/// once it is back, so the record does not stay behind the session.
+#[tokio::test(start_paused = true)]
+async fn a_status_the_store_refused_is_stored_once_it_is_back() {
+    let w = World::new(KeepaliveConfig::default(), "2026-03-02T12:00:00Z");
+    let id = w.linked("alice", PHONE).await;
+    w.engine.start(&id).await.unwrap();
+    w.wait_connected(&id).await;
+    w.wait_status(&id, whatsapp_core::SessionStatus::Ready, MINUTE)
+        .await;
+    w.browser.fail_next_reconnects(&id, 1000);
+    w.browser.drop_connection(&id);
+    w.wait_status(&id, whatsapp_core::SessionStatus::Reconnecting, 10 * MINUTE)
+        .await;
+    // The database goes away; meanwhile the connection comes back.
+    w.store.fail_next(30);
+    w.browser.restore_connection(&id);
+    w.wait_connected(&id).await;
+    // Read without going through the failing API.
+    let stored = |w: &World| w.store.records()[0].status;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        stored(&w),
+        whatsapp_core::SessionStatus::Reconnecting,
+        "the ready transition was refused"
+    );
+    // Retries every few seconds use up the outage, then the status lands (simulated time).
+    let mut waited = Duration::ZERO;
+    while stored(&w) != whatsapp_core::SessionStatus::Ready {
+        assert!(waited < 10 * MINUTE, "status never stored after the outage");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+    }
+    w.engine.shutdown().await;
+}
+
+/// A backup that fails because the object store is away is retried with back-off, not
+/// left until the next day's schedule.
+#[tokio::test(start_paused = true)]
+async fn a_backup_the_object_store_refused_is_retried() {
+    let mut c = quiet();
+    c.backup.enabled = true;
+    let w = World::new(c, "2026-03-02T01:00:00Z");
+    w.backups
+        .fail_backups
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let id = w.linked("alice", PHONE).await;
+    w.engine.start(&id).await.unwrap();
+    tokio::time::sleep(2 * HOUR).await;
+    let attempts = w.backups.attempts.lock().unwrap().clone();
+    let taken = w.backups.taken.lock().unwrap().clone();
+    assert_eq!(
+        attempts.len(),
+        4,
+        "three failures, then success: {attempts:?}"
+    );
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    // 30 s, 60 s, 120 s apart: back-off, all within minutes of 02:00.
+    let gaps: Vec<i64> = attempts
+        .windows(2)
+        .map(|p| (p[1].1 - p[0].1).num_seconds())
+        .collect();
+    assert_eq!(gaps, [30, 60, 120]);
+    let record = w.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.last_backup_at, Some(taken[0].1));
+    w.engine.shutdown().await;
+}

@@ -33,12 +33,28 @@ pub struct RecordingBackup {
     pub prepared: Arc<Mutex<Vec<(SessionId, &'static str)>>>,
     /// Every `restore_login` call and whether it restored.
     pub login_restores: Arc<Mutex<Vec<(SessionId, bool)>>>,
+    /// The next this-many backups fail with a transient error (object store away).
+    pub fail_backups: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every backup attempt (failed ones too), by wall time.
+    pub attempts: Log,
 }
 
 #[async_trait]
 impl SessionBackup for RecordingBackup {
     async fn backup(&self, session: &SessionId) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let now = self.clock.as_ref().unwrap().now();
+        self.attempts.lock().unwrap().push((session.clone(), now));
+        if self
+            .fail_backups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(whatsapp_core::Error::unavailable(
+                "backup store",
+                "injected outage",
+            ));
+        }
         self.taken.lock().unwrap().push((session.clone(), now));
         Ok(())
     }
