@@ -87,6 +87,10 @@ pub struct Services {
     pub metrics: Metrics,
     /// Whether the start-up restore has been handed to the engine (`/readyz`).
     pub restored: AtomicBool,
+    /// The Redis connection, when `REDIS_URL` is set.
+    pub redis: Option<crate::deps::RedisHandle>,
+    /// The health of the database, Redis and the backup store ([`crate::deps`]).
+    pub deps: crate::deps::Dependencies,
 }
 
 impl Services {
@@ -175,19 +179,27 @@ impl App {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let (queue, limiter) = backends(redis, "whatsapp", stores.messages.clone(), config.pacing)?;
+        let (queue, limiter) = backends(
+            redis.clone(),
+            "whatsapp",
+            stores.messages.clone(),
+            config.pacing,
+        )?;
 
         // Outbox: the engine's e-mails and the webhooks go through it.
-        let emails: Arc<dyn whatsapp_core::Notifier> = match &config.frontend_url {
+        let direct_emails: Option<Arc<dyn whatsapp_core::Notifier>> = match &config.frontend_url {
             Some(url) => {
                 let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
                 if let Some(token) = &config.email_api_token {
                     n = n.with_bearer(token.clone());
                 }
-                Arc::new(n)
+                Some(Arc::new(n))
             }
-            None => Arc::new(LogNotifier),
+            None => None,
         };
+        let emails: Arc<dyn whatsapp_core::Notifier> = direct_emails
+            .clone()
+            .unwrap_or_else(|| Arc::new(LogNotifier));
         let outbox_worker = OutboxWorker::new(
             stores.outbox.clone(),
             emails,
@@ -245,6 +257,7 @@ impl App {
         // 2. Real-time channel.
         let (socket_layer, realtime) = RealtimeHub::new(Arc::new(auth.clone()));
 
+        let deps = crate::deps::Dependencies::new(&crate::deps::names(redis.is_some()));
         let state: AppState = Arc::new(Services {
             config,
             sessions: stores.sessions.clone(),
@@ -261,6 +274,8 @@ impl App {
             clock,
             metrics,
             restored: AtomicBool::new(false),
+            deps,
+            redis: redis.map(crate::deps::RedisHandle),
         });
 
         let mut workers = Vec::new();
@@ -278,6 +293,11 @@ impl App {
         // 3. Scheduled jobs and workers.
         workers.push(tokio::spawn(outbox_worker.run(cancel.clone())));
         workers.extend(crate::jobs::spawn(state.clone(), cancel.clone()));
+        workers.push(crate::deps::spawn(
+            state.clone(),
+            direct_emails,
+            cancel.clone(),
+        ));
 
         // 4. Restore every session that should run.
         let restored = state.engine.restore().await?;

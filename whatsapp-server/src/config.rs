@@ -50,7 +50,7 @@ use chrono_tz::Tz;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use whatsapp_chromium::ChromiumConfig;
-use whatsapp_core::{NodeId, PhoneNumber};
+use whatsapp_core::{EmailAddress, NodeId, PhoneNumber};
 use whatsapp_keepalive::config::MIN_KEEPALIVE_TEXTS;
 use whatsapp_keepalive::{KeepaliveConfig, KeepaliveTarget};
 use whatsapp_storage::backup::{EncryptionKey, S3Config};
@@ -233,6 +233,12 @@ pub struct ServerConfig {
     /// Renewal reminders go to owners of sessions whose `expires_at` is within this many days.
     #[arg(long, env = "RENEWAL_REMINDER_DAYS", default_value_t = 7)]
     pub renewal_reminder_days: u32,
+
+    /// The operator's e-mail address for `service_alert` e-mails (the database, Redis or the
+    /// backup store unreachable for a minute, and their recovery), sent through the e-mail
+    /// endpoint. Without it alerts are logged and exported as metrics only.
+    #[arg(long, env = "ALERT_EMAIL")]
+    pub alert_email: Option<String>,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -303,6 +309,8 @@ pub struct CheckedServerConfig {
     pub pacing: Pacing,
     /// Renewal reminders' horizon, in days.
     pub renewal_reminder_days: u32,
+    /// Where `service_alert` e-mails go.
+    pub alert_email: Option<EmailAddress>,
     keepalive: KeepaliveConfig,
     chromium: ChromiumConfig,
 }
@@ -367,6 +375,7 @@ impl fmt::Debug for CheckedServerConfig {
             .field("node_id", &self.node_id)
             .field("pacing", &self.pacing)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
+            .field("alert_email", &self.alert_email)
             .field("keepalive", &self.keepalive)
             .field("chromium", &self.chromium)
             .finish()
@@ -424,6 +433,7 @@ impl fmt::Debug for ServerConfig {
             .field("message_interval", &self.message_interval)
             .field("message_burst", &self.message_burst)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
+            .field("alert_email", &self.alert_email)
             .finish()
     }
 }
@@ -781,6 +791,14 @@ impl ServerConfig {
             ));
         }
 
+        let alert_email = non_empty(&self.alert_email)
+            .map(|e| {
+                EmailAddress::new(e).map_err(|_| {
+                    ConfigError::new("ALERT_EMAIL", format!("`{e}` is not an e-mail address"))
+                })
+            })
+            .transpose()?;
+
         Ok(CheckedServerConfig {
             listen,
             sessions_path: self.sessions_path.clone(),
@@ -797,6 +815,7 @@ impl ServerConfig {
             node_id,
             pacing,
             renewal_reminder_days: self.renewal_reminder_days,
+            alert_email,
             keepalive,
             chromium,
         })

@@ -13,6 +13,7 @@
 //! - [`config`]: [`config::ServerConfig`], every setting from flags, environment and a TOML
 //!   file, validated into [`config::CheckedServerConfig`].
 //! - [`dashboard`]: the web page at `/`.
+//! - [`deps`]: probes of the database, Redis and the backup store; alerts.
 //! - [`jobs`]: scheduled jobs (cache clean-up, renewal reminders, health check, clean-up).
 //! - [`messaging`]: the durable, paced outgoing message queue and its worker.
 //! - [`metrics`]: Prometheus metrics.
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod dashboard;
+pub mod deps;
 pub mod jobs;
 pub mod messaging;
 pub mod metrics;

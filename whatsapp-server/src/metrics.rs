@@ -325,6 +325,17 @@ impl Metrics {
             }
         }
 
+        let up = Family::<Label, Gauge>::default();
+        for (name, s) in state.deps.snapshot() {
+            up.get_or_create(&[("dependency", name.to_owned())])
+                .set(i64::from(s.up));
+        }
+        scrape.register(
+            "dependency_up",
+            "1 when the dependency answered its last probe (database, redis, backups)",
+            up,
+        );
+
         let restored = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         restored.set(i64::from(state.restored.load(Ordering::SeqCst)));
         scrape.register(

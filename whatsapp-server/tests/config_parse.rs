@@ -86,6 +86,7 @@ fn every_invalid_setting_is_named() {
         (&["--message-interval", "0s"], "MESSAGE_INTERVAL"),
         (&["--message-burst", "0"], "MESSAGE_BURST"),
         (&["--renewal-reminder-days", "0"], "RENEWAL_REMINDER_DAYS"),
+        (&["--alert-email", "nobody"], "ALERT_EMAIL"),
         (&["--keepalive-target", "12ab"], "KEEPALIVE_TARGET"),
         (
             &[

@@ -111,12 +111,31 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let db_ok = matches!(db, Ok(Ok(_)));
     let restored = state.restored.load(Ordering::SeqCst);
+    // Redis carries the message queue when configured: without it nothing can be queued.
+    let redis_ok = state.deps.is_up(crate::deps::REDIS);
+    let ready = db_ok && restored && redis_ok;
+    let deps: serde_json::Map<String, serde_json::Value> = state
+        .deps
+        .snapshot()
+        .into_iter()
+        .map(|(name, s)| {
+            (
+                name.to_owned(),
+                serde_json::json!({
+                    "up": s.up,
+                    "down_since": s.down_since.map(|t| t.to_rfc3339()),
+                    "alerted": s.alerted,
+                }),
+            )
+        })
+        .collect();
     let body = serde_json::json!({
-        "status": if db_ok && restored { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "database": if db_ok { "ok" } else { "unreachable" },
         "restore": if restored { "done" } else { "running" },
+        "dependencies": deps,
     });
-    let status = if db_ok && restored {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
