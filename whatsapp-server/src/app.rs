@@ -46,7 +46,7 @@ use crate::config::{BackupTarget, CheckedServerConfig};
 use crate::messaging::{BrowserSender, Messaging, QueueSender, WorkerConfig, backends};
 use crate::metrics::Metrics;
 use crate::notify::{HttpEmailNotifier, LogNotifier};
-use crate::outbox::{Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, WebhookEvent};
+use crate::outbox::{Outbox, OutboxNotifier, OutboxWorker, WebhookEvent};
 use crate::realtime::RealtimeHub;
 use crate::tenants::StoreWebhookDirectory;
 
@@ -204,7 +204,7 @@ impl App {
             stores.outbox.clone(),
             emails,
             clock.clone(),
-            OutboxConfig::default(),
+            config.outbox.clone(),
         )?
         .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
         let outbox =

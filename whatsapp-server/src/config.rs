@@ -57,6 +57,7 @@ use whatsapp_storage::backup::{EncryptionKey, S3Config};
 use whatsapp_storage::store::RedactedUrl;
 
 use crate::messaging::Pacing;
+use crate::outbox::OutboxConfig;
 
 /// The Chromium executable used when neither `CHROMIUM_PATH` nor `PUPPETEER_EXECUTABLE_PATH`
 /// is set.
@@ -239,6 +240,18 @@ pub struct ServerConfig {
     /// endpoint. Without it alerts are logged and exported as metrics only.
     #[arg(long, env = "ALERT_EMAIL")]
     pub alert_email: Option<String>,
+
+    /// E-mails and webhooks are dead-lettered after this many failed delivery attempts.
+    #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 10)]
+    pub outbox_max_attempts: u32,
+
+    /// The wait before the first retry of a failed e-mail or webhook; it doubles up to 1 h.
+    #[arg(long, env = "OUTBOX_RETRY_BASE", default_value = "30s")]
+    pub outbox_retry_base: String,
+
+    /// How long one e-mail or webhook delivery may take before it counts as failed.
+    #[arg(long, env = "OUTBOX_REQUEST_TIMEOUT", default_value = "15s")]
+    pub outbox_request_timeout: String,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -311,6 +324,8 @@ pub struct CheckedServerConfig {
     pub renewal_reminder_days: u32,
     /// Where `service_alert` e-mails go.
     pub alert_email: Option<EmailAddress>,
+    /// Delivery of e-mails and webhooks: retries, dead letters, time-outs.
+    pub outbox: OutboxConfig,
     keepalive: KeepaliveConfig,
     chromium: ChromiumConfig,
 }
@@ -376,6 +391,7 @@ impl fmt::Debug for CheckedServerConfig {
             .field("pacing", &self.pacing)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
             .field("alert_email", &self.alert_email)
+            .field("outbox", &self.outbox)
             .field("keepalive", &self.keepalive)
             .field("chromium", &self.chromium)
             .finish()
@@ -434,6 +450,9 @@ impl fmt::Debug for ServerConfig {
             .field("message_burst", &self.message_burst)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
             .field("alert_email", &self.alert_email)
+            .field("outbox_max_attempts", &self.outbox_max_attempts)
+            .field("outbox_retry_base", &self.outbox_retry_base)
+            .field("outbox_request_timeout", &self.outbox_request_timeout)
             .finish()
     }
 }
@@ -799,6 +818,43 @@ impl ServerConfig {
             })
             .transpose()?;
 
+        let duration = |setting: &'static str, value: &str| {
+            humantime::parse_duration(value.trim()).map_err(|e| {
+                ConfigError::new(
+                    setting,
+                    format!("`{value}` is not a duration like 30s or 2m: {e}"),
+                )
+            })
+        };
+        let mut outbox = OutboxConfig::default();
+        outbox.retry.max_attempts = self.outbox_max_attempts;
+        outbox.retry.base = duration("OUTBOX_RETRY_BASE", &self.outbox_retry_base)?;
+        outbox.request_timeout = duration("OUTBOX_REQUEST_TIMEOUT", &self.outbox_request_timeout)?;
+        if outbox.retry.max < outbox.retry.base {
+            outbox.retry.max = outbox.retry.base;
+        }
+        if self.outbox_max_attempts == 0 {
+            return Err(ConfigError::new(
+                "OUTBOX_MAX_ATTEMPTS",
+                "must be at least 1",
+            ));
+        }
+        if outbox.retry.base.is_zero() {
+            return Err(ConfigError::new(
+                "OUTBOX_RETRY_BASE",
+                "must be more than zero",
+            ));
+        }
+        if outbox.request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "OUTBOX_REQUEST_TIMEOUT",
+                "must be more than zero",
+            ));
+        }
+        outbox
+            .validate()
+            .map_err(|e| ConfigError::new("OUTBOX_MAX_ATTEMPTS", e.to_string()))?;
+
         Ok(CheckedServerConfig {
             listen,
             sessions_path: self.sessions_path.clone(),
@@ -816,6 +872,7 @@ impl ServerConfig {
             pacing,
             renewal_reminder_days: self.renewal_reminder_days,
             alert_email,
+            outbox,
             keepalive,
             chromium,
         })

@@ -87,6 +87,12 @@ fn every_invalid_setting_is_named() {
         (&["--message-burst", "0"], "MESSAGE_BURST"),
         (&["--renewal-reminder-days", "0"], "RENEWAL_REMINDER_DAYS"),
         (&["--alert-email", "nobody"], "ALERT_EMAIL"),
+        (&["--outbox-max-attempts", "0"], "OUTBOX_MAX_ATTEMPTS"),
+        (&["--outbox-retry-base", "later"], "OUTBOX_RETRY_BASE"),
+        (
+            &["--outbox-request-timeout", "0s"],
+            "OUTBOX_REQUEST_TIMEOUT",
+        ),
         (&["--keepalive-target", "12ab"], "KEEPALIVE_TARGET"),
         (
             &[
