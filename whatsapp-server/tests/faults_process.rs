@@ -42,6 +42,8 @@ const BACK_WITHIN: Duration = Duration::from_secs(90);
 const LOGIN_SETTLES: Duration = Duration::from_secs(10);
 /// The longest seeded wait between a trigger and its kill.
 const MAX_KILL_DELAY: Duration = Duration::from_millis(1500);
+/// The longest seeded wait between a backup request and its kill.
+const MAX_BACKUP_KILL_DELAY: Duration = Duration::from_millis(300);
 /// The keepalive engine's crash-loop guard: 5 relaunches of one session within 30 minutes
 /// make it give up (`whatsapp_keepalive::CrashLoopGuard::default`).
 const CRASH_LOOP_BUDGET: u32 = 5;
@@ -259,7 +261,7 @@ impl Run {
                 assert!(
                     !needed_qr(&seen),
                     "round {round}: linked session {s} needed a QR after kill -9 #{}: statuses \
-                     {seen:?} (seed {})",
+                     {seen:?} (FAULT_SEED {})",
                     self.kills,
                     self.seed
                 );
@@ -350,11 +352,22 @@ impl Run {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
-    let _serial = SERIAL.lock().await;
+/// Rounds of server kills per test function: the 20 rounds are spread over
+/// [`SERVER_KILL_PARTS`] functions so that each stays within a few minutes (every restart
+/// waits for the engine's start-up stagger, up to 30 s per session).
+const ROUNDS_PER_PART: usize = 4;
+/// Test functions running server-kill rounds (5 × 4 = 20 rounds, each moment 5 times).
+const SERVER_KILL_PARTS: u64 = 5;
+
+/// One part of the server-kill suite: two linked sessions, then [`ROUNDS_PER_PART`] rounds
+/// (each moment once, in a seeded order) of trigger → seeded pause → kill -9 → restart →
+/// every linked session ready without a QR; finally every accepted text is sent, none is
+/// lost, and only one `sending` at a kill may have gone out twice.
+async fn server_kill9_rounds(part: u64) {
+    assert!((1..=SERVER_KILL_PARTS).contains(&part));
     let started = Instant::now();
-    let seed = faults::seed("server_kill9");
+    let base_seed = faults::seed(&format!("server_kill9 part {part}/{SERVER_KILL_PARTS}"));
+    let seed = Rng::new(base_seed ^ part.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64();
     let emulator = start_emulator().await;
     let emu = emulator.client();
     emu.add_account(RECIPIENT).await.expect("add the recipient");
@@ -370,7 +383,7 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
         api,
         emu,
         rng: Rng::new(seed),
-        seed,
+        seed: base_seed,
         sessions: BTreeMap::new(),
         accepted: Vec::new(),
         in_flight: HashSet::new(),
@@ -399,24 +412,23 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
         + LOGIN_SETTLES;
     tokio::time::sleep_until(settled).await;
 
-    // Five rounds of each moment, in a seeded order.
-    let mut moments: Vec<Moment> = [
+    // Each moment once, in a seeded order.
+    let mut moments: Vec<Moment> = vec![
         Moment::Restore,
         Moment::Backup,
         Moment::Sending,
         Moment::Linking,
-    ]
-    .iter()
-    .flat_map(|m| std::iter::repeat_n(*m, 5))
-    .collect();
+    ];
+    assert_eq!(moments.len(), ROUNDS_PER_PART);
     for i in (1..moments.len()).rev() {
         let j = run.rng.below(i as u64 + 1) as usize;
         moments.swap(i, j);
     }
     let mut link_slot: Option<String> = None;
     let mut backups_sent = 0u32;
-    for (round, moment) in moments.iter().copied().enumerate() {
-        let round = round + 1;
+    let mut backups_cut = 0u32;
+    for (i, moment) in moments.iter().copied().enumerate() {
+        let round = (part as usize - 1) * ROUNDS_PER_PART + i + 1;
         let round_started = Instant::now();
         let (must, delay, detail) = match moment {
             Moment::Restore => {
@@ -446,16 +458,22 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
                     .post_sent(&format!("/api/sessions/{s}/backups"), ADMIN_KEY)
                     .await;
                 backups_sent += 1;
-                let delay = run.pause().await;
+                // A backup of a small profile takes a few hundred milliseconds: a shorter
+                // pause makes the kill land inside it.
+                let delay = run.rng.millis_up_to(MAX_BACKUP_KILL_DELAY);
+                tokio::time::sleep(delay).await;
                 let must = run.kill(server, round, "during a backup").await;
                 let answer = answer.await.unwrap_or_else(|e| format!("({e})"));
+                if !answer.contains(" 201 ") {
+                    backups_cut += 1;
+                }
                 (must, delay, format!("backup of {s}: {answer}"))
             }
             Moment::Sending => {
                 let s = run.rng.pick(&["s1", "s2"]).to_string();
                 let n = 2 + run.rng.below(3);
                 for i in 0..n {
-                    let body = format!("fault seed {seed} round {round} text {i} via {s}");
+                    let body = format!("fault seed {base_seed} round {round} text {i} via {s}");
                     let key = format!("r{round}-t{i}");
                     let (code, v) = run
                         .api
@@ -539,7 +557,7 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
         let n = counts.get(a.body.as_str()).copied().unwrap_or(0);
         assert!(
             n >= 1,
-            "accepted message {a:?} was never delivered (seed {seed})"
+            "accepted message {a:?} was never delivered (FAULT_SEED {base_seed})"
         );
         if n > 1 {
             duplicates += n - 1;
@@ -547,7 +565,7 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
             assert!(
                 run.in_flight.contains(&id),
                 "message {a:?} was delivered {n} times but was not `sending` at any kill \
-                 (in flight at kills: {:?}; seed {seed})",
+                 (in flight at kills: {:?}; FAULT_SEED {base_seed})",
                 run.in_flight
             );
         }
@@ -566,9 +584,10 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
     )
     .await;
     eprintln!(
-        "server kill -9: seed {seed}, {} kills in 20 rounds, {} texts accepted, {} delivered, \
-         {duplicates} duplicate deliveries ({} messages were `sending` at a kill), {backups_sent} \
-         backups interrupted, just-linked sessions kept {:?} / linked again {:?}; done in {:?}",
+        "server kill -9 part {part}: seed {base_seed}, {} kills in {ROUNDS_PER_PART} rounds, \
+         {} texts accepted, {} delivered, \
+         {duplicates} duplicate deliveries ({} messages were `sending` at a kill), {backups_cut} of \
+         {backups_sent} backups cut by the kill, just-linked sessions kept {:?} / linked again {:?}; done in {:?}",
         run.kills,
         run.accepted.len(),
         delivered.len(),
@@ -577,6 +596,36 @@ async fn server_kill9_twenty_times_loses_no_login_and_no_message() {
         run.relinked,
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_kill9_rounds_1_to_4_lose_no_login_and_no_message() {
+    let _serial = SERIAL.lock().await;
+    server_kill9_rounds(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_kill9_rounds_5_to_8_lose_no_login_and_no_message() {
+    let _serial = SERIAL.lock().await;
+    server_kill9_rounds(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_kill9_rounds_9_to_12_lose_no_login_and_no_message() {
+    let _serial = SERIAL.lock().await;
+    server_kill9_rounds(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_kill9_rounds_13_to_16_lose_no_login_and_no_message() {
+    let _serial = SERIAL.lock().await;
+    server_kill9_rounds(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_kill9_rounds_17_to_20_lose_no_login_and_no_message() {
+    let _serial = SERIAL.lock().await;
+    server_kill9_rounds(5).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -674,6 +723,47 @@ async fn chromium_kill9_twenty_times_reconnects_without_a_qr_and_leaks_nothing()
         "chromium kill -9: seed {seed}, kills per session {kills:?}; done in {:?}",
         started.elapsed()
     );
+}
+
+/// The issue asks for `CONNECTED` after each of 20 Chromium kills "of a random session";
+/// with 2–3 sessions one of them is killed more than 5 times, and the engine's crash-loop
+/// guard gives up on the 6th relaunch within 30 minutes, however healthy the session was in
+/// between. The suite above spreads its kills (4 sessions × 5); this one shows the conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "CONFLICT with the crash-loop guard (whatsapp-keepalive CrashLoopGuard::default: 5 \
+            relaunches within 30 min, never reset by a healthy run, not configurable in the \
+            server): the 6th Chromium kill of one session leaves it in `error` (gave_up)"]
+async fn chromium_kill9_of_one_session_six_times_reconnects_each_time() {
+    let _serial = SERIAL.lock().await;
+    let seed = faults::seed("chromium_kill9 one session");
+    let mut rng = Rng::new(seed);
+    let emulator = start_emulator().await;
+    let emu = emulator.client();
+    let ws = Workspace::new();
+    let settings = settings(&ws, &emulator);
+    let api = Api::new(settings.base_url());
+    let mut server = Server::spawn(&ws, &settings);
+    server.wait_ready(&api).await;
+    let s = "one";
+    let device = create_and_link(&api, &emu, s).await;
+    let profile = ws.profile_dir(s);
+    for k in 1..=CRASH_LOOP_BUDGET + 1 {
+        let before = restarts(&api, s).await;
+        let victim = wait_browser(&profile, None, STEP).await;
+        tokio::time::sleep(rng.millis_up_to(MAX_KILL_DELAY)).await;
+        signal_pid(victim, rustix::process::Signal::KILL).expect("SIGKILL Chromium");
+        let seen = wait_relaunched(&api, s, before).await;
+        assert!(!needed_qr(&seen), "kill {k}: {seen:?}");
+    }
+    assert_device_kept(&emu, &device, "after 6 kills").await;
+    let status = server.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "SIGTERM: the server exited with {status}");
+    assert_no_chromium(
+        &ws.sessions_path(),
+        Duration::from_secs(10),
+        "after SIGTERM",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -638,7 +638,7 @@ pub fn browser_pids(profile_dir: &Path) -> Vec<u32> {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
             !matches!(base, "sh" | "bash" | "dash")
-                && args.iter().any(|a| *a == want)
+                && args.contains(&want)
                 && !args.iter().any(|a| a.starts_with("--type="))
                 && process_state(*pid).is_some_and(|s| s != 'Z' && s != 'X')
         })
