@@ -377,11 +377,21 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
         .map_err(|e| Error::invalid("REDIS_URL", format!("{redacted}: {e}")))?;
     tokio::time::timeout(
         Duration::from_secs(10),
-        redis::aio::ConnectionManager::new(client),
+        redis::aio::ConnectionManager::new_with_config(client, redis_config()),
     )
     .await
     .map_err(|_| Error::unavailable("redis", format!("no answer from {redacted} within 10s")))?
     .map_err(|e| Error::unavailable("redis", format!("{redacted}: {e}")))
+}
+
+/// Time-outs on every command and connection attempt: without them a connection to a
+/// Redis that restarted can wait forever, and the manager never notices it must reconnect.
+pub(crate) fn redis_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Duration::from_secs(5))
+        .set_connection_timeout(Duration::from_secs(3))
+        .set_number_of_retries(4)
+        .set_max_delay(2_000)
 }
 
 /// Turns engine events into webhook events for the session's tenant (only tenants with a
