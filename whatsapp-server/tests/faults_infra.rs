@@ -346,12 +346,14 @@ async fn postgres_restart_keeps_the_session_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: after a Redis restart (SIGTERM, new process on the same port and AOF) the \
-            server's Redis connection never recovers: every queue command and the PING probe \
-            hang (POST /messages gets no answer within 30 s, the probe reports `no answer \
-            within 5s` and raises the redis ALERT while Redis answers redis-cli), so the \
-            accepted texts are never sent. app.rs connect_redis uses ConnectionManager::new \
-            with redis 0.32's defaults: no response or connection time-out."]
+#[ignore = "BUG: after Redis is down ~9 s (default seed: 8.8 s; SIGTERM, then a new process \
+            on the same port and AOF) the server's Redis connection never recovers: every \
+            queue command and the PING probe hang (POST /messages gets no answer within 30 s, \
+            the probe reports `no answer within 5s` and raises the redis ALERT while Redis \
+            answers redis-cli), so the accepted texts are never sent. A 5.8 s outage \
+            (FAULT_SEED=7) recovers and passes. app.rs connect_redis uses \
+            ConnectionManager::new with redis 0.32's defaults: 6 reconnect retries (~12 s of \
+            back-off), no response or connection time-out."]
 async fn redis_restart_with_texts_queued_sends_each_once() {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
@@ -373,6 +375,7 @@ async fn redis_restart_with_texts_queued_sends_each_once() {
     );
     let (mut server, api) = start_server(&ws, &settings).await;
     let device = create_and_link(&api, &emu, None).await;
+    let linked = emu.device(&device).await.expect("the device");
 
     // Texts paced 3 s apart: most are still queued when Redis goes.
     let n = 4 + rng.below(3);
@@ -432,8 +435,18 @@ async fn redis_restart_with_texts_queued_sends_each_once() {
     assert_sent_once(&api, &emu, &accepted).await;
     let seen = api.wait_connected(SESSION, BACK_WITHIN).await;
     assert!(!needed_qr(&seen), "{seen:?}");
+    // No QR since the link: the same connection (with the link's refs), or a reconnection
+    // given none.
     let d = emu.device(&device).await.expect("the device");
-    assert!(d.linked && d.refs_issued == 0, "{d:#?}");
+    let no_new_qr = if d.connections == linked.connections {
+        d.refs_issued == linked.refs_issued
+    } else {
+        d.refs_issued == 0
+    };
+    assert!(
+        d.linked && no_new_qr,
+        "after linking {linked:#?}, now {d:#?}"
+    );
     assert!(
         sent_at_cut < n as usize,
         "every text was already sent when Redis went ({sent_at_cut} of {n}): the cut proves \
