@@ -74,6 +74,9 @@ const PHASE: Duration = Duration::from_secs(300);
 const DETECT: Duration = Duration::from_secs(15);
 /// How long a session may take to reconnect after a drop.
 const RECONNECT: Duration = Duration::from_secs(90);
+/// How long whatsapp-web.js gets to emit `ready` once the emulator saw every device
+/// `CONNECTED`, before the missing ones count as stuck.
+const STUCK: Duration = Duration::from_secs(60);
 /// How long a session may take to come back after its browser was killed.
 const RECOVER: Duration = Duration::from_secs(120);
 /// The drop lengths, used in turn (2–3 s).
@@ -351,6 +354,23 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     kb_field(&format!("/proc/{pid}/status"), "VmRSS:")
 }
 
+/// `RssAnon`, `RssFile` (bytes) and `Threads` of a process.
+fn rss_detail(pid: u32) -> Option<(u64, u64, u64)> {
+    let status = format!("/proc/{pid}/status");
+    let threads = std::fs::read_to_string(&status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((
+        kb_field(&status, "RssAnon:")?,
+        kb_field(&status, "RssFile:")?,
+        threads,
+    ))
+}
+
 fn pss_bytes(pid: u32) -> Option<u64> {
     kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
@@ -385,10 +405,12 @@ fn process_tree(root: u32) -> Vec<u32> {
     tree
 }
 
-/// The PSS of `profile`'s Chromium (browser and descendants), in bytes.
-fn chromium_pss(profile: &Path) -> Option<u64> {
+/// The PSS of `profile`'s Chromium (browser and descendants), in bytes, and how many
+/// processes that is.
+fn chromium_pss(profile: &Path) -> Option<(u64, usize)> {
     let root = browser_pid(profile)?;
-    Some(process_tree(root).into_iter().filter_map(pss_bytes).sum())
+    let tree = process_tree(root);
+    Some((tree.iter().copied().filter_map(pss_bytes).sum(), tree.len()))
 }
 
 /// SIGKILL to one positive PID.
@@ -423,6 +445,7 @@ fn foreign_chromium(ours: &[PathBuf]) -> usize {
         .filter(|&pid| {
             let args = cmdline(pid);
             let is_browser = args.first().is_some_and(|a| a.contains("chrom"))
+                && args.iter().any(|a| a.starts_with("--user-data-dir="))
                 && !args.iter().any(|a| a.starts_with("--type="));
             is_browser
                 && !ours.iter().any(|root| {
@@ -479,6 +502,57 @@ fn phone(side: u32, i: usize) -> String {
 // Results.
 // ---------------------------------------------------------------------------------------
 
+/// A restart or a restore: from the spawn until every session is usable again.
+#[derive(Debug, Default)]
+struct Comeback {
+    /// Until all are ready (ours: status `ready` and state `CONNECTED`; whatsapp-web.js:
+    /// every client emitted `ready`); `None` if some never were.
+    ready_s: Option<f64>,
+    /// whatsapp-web.js only: until the emulator saw every device `CONNECTED`.
+    emulator_s: Option<f64>,
+    /// Whether a QR was shown on the way.
+    qr: bool,
+    /// whatsapp-web.js only: clients `CONNECTED` at the emulator that never emitted `ready`
+    /// (within [`STUCK`] of the last one connecting).
+    stuck: Vec<String>,
+}
+
+impl Comeback {
+    /// The figure: the ready time, or when some clients never became ready, the emulator's.
+    fn figure(&self) -> Option<f64> {
+        if self.stuck.is_empty() {
+            self.ready_s
+        } else {
+            self.emulator_s
+        }
+    }
+
+    fn note(&self) -> String {
+        let mut note = String::new();
+        if self.qr {
+            note.push_str(" (a QR was shown!)");
+        }
+        if !self.stuck.is_empty() {
+            let _ = write!(
+                note,
+                " ({} never emitted ready: {}; the figure is the emulator's CONNECTED)",
+                self.stuck.len(),
+                self.stuck.join(", ")
+            );
+        }
+        note
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "ready_s": self.ready_s,
+            "emulator_connected_s": self.emulator_s,
+            "qr_seen": self.qr,
+            "never_ready": self.stuck,
+        })
+    }
+}
+
 /// What one side measured. Times in seconds unless named `_ms`.
 #[derive(Debug, Default)]
 struct SideResult {
@@ -488,12 +562,13 @@ struct SideResult {
     drop_ms: Vec<f64>,
     drops_missed: usize,
     manager_rss: Option<u64>,
+    /// The manager's `RssAnon`, `RssFile` and `Threads` from /proc/PID/status.
+    manager_detail: Option<(u64, u64, u64)>,
     chromium_pss: Vec<u64>,
+    chromium_processes: Vec<usize>,
     recovery_s: Vec<Option<f64>>,
-    restart_s: Option<f64>,
-    restart_qr: bool,
-    restore_s: Option<f64>,
-    restore_qr: bool,
+    restart: Comeback,
+    restore: Comeback,
     load: Vec<(String, String, usize)>,
     errors: Vec<String>,
 }
@@ -528,12 +603,14 @@ impl SideResult {
             "drop_detection_p99_ms": percentile(&drops, 0.99),
             "drops_missed": self.drops_missed,
             "manager_rss_bytes": self.manager_rss,
+            "manager_rss_anon_bytes": self.manager_detail.map(|d| d.0),
+            "manager_rss_file_bytes": self.manager_detail.map(|d| d.1),
+            "manager_threads": self.manager_detail.map(|d| d.2),
             "chromium_pss_bytes": self.chromium_pss,
+            "chromium_processes": self.chromium_processes,
             "recovery_s": self.recovery_s,
-            "restart_s": self.restart_s,
-            "restart_qr_seen": self.restart_qr,
-            "restore_s": self.restore_s,
-            "restore_qr_seen": self.restore_qr,
+            "restart": self.restart.json(),
+            "restore": self.restore.json(),
             "load": self.load.iter().map(|(phase, load, foreign)| json!({
                 "phase": phase, "loadavg": load, "foreign_chromium": foreign,
             })).collect::<Vec<_>>(),
@@ -1066,9 +1143,13 @@ async fn run_ours(ctx: &Ctx, r: &mut SideResult) -> Result<(), String> {
     r.note_load("memory", &roots);
     let pid = ours.pid().ok_or("the manager is not running")?;
     r.manager_rss = rss_bytes(pid);
+    r.manager_detail = rss_detail(pid);
     for id in &ids {
         match chromium_pss(&ours.profile(id)) {
-            Some(p) => r.chromium_pss.push(p),
+            Some((pss, count)) => {
+                r.chromium_pss.push(pss);
+                r.chromium_processes.push(count);
+            }
             None => r.errors.push(format!("no Chromium found for {id}")),
         }
     }
@@ -1106,13 +1187,12 @@ async fn run_ours(ctx: &Ctx, r: &mut SideResult) -> Result<(), String> {
     ours.stop().await?;
     r.note_load("restart", &roots);
     let t0 = ours.spawn()?;
-    let qr = ours.wait_all_connected_after_ready(&ids).await?;
-    r.restart_s = Some(t0.elapsed().as_secs_f64());
-    r.restart_qr = qr;
+    r.restart.qr = ours.wait_all_connected_after_ready(&ids).await?;
+    r.restart.ready_s = Some(t0.elapsed().as_secs_f64());
     println!(
         "  restart: {:.2} s{}",
         t0.elapsed().as_secs_f64(),
-        if qr { " (a QR was shown!)" } else { "" }
+        r.restart.note()
     );
 
     // Restore from backup.
@@ -1123,13 +1203,12 @@ async fn run_ours(ctx: &Ctx, r: &mut SideResult) -> Result<(), String> {
     }
     r.note_load("restore", &roots);
     let t0 = ours.spawn()?;
-    let qr = ours.wait_all_connected_after_ready(&ids).await?;
-    r.restore_s = Some(t0.elapsed().as_secs_f64());
-    r.restore_qr = qr;
+    r.restore.qr = ours.wait_all_connected_after_ready(&ids).await?;
+    r.restore.ready_s = Some(t0.elapsed().as_secs_f64());
     println!(
         "  restore from backup: {:.2} s{}",
         t0.elapsed().as_secs_f64(),
-        if qr { " (a QR was shown!)" } else { "" }
+        r.restore.note()
     );
     ours.stop().await?;
     Ok(())
@@ -1194,10 +1273,15 @@ fn print_drops(r: &SideResult) {
 }
 
 fn print_memory(r: &SideResult) {
+    let (anon, file, threads) = r.manager_detail.unwrap_or_default();
     println!(
-        "  memory: manager RSS {:.1} MiB, Chromium PSS per session mean {:.1} MiB",
+        "  memory: manager RSS {:.1} MiB (anon {:.1}, file {:.1}; {threads} threads), \
+         Chromium PSS per session mean {:.1} MiB ({:?} processes per browser)",
         r.manager_rss.unwrap_or(0) as f64 / MIB,
-        mean(&r.chromium_pss.iter().map(|b| *b as f64).collect::<Vec<_>>()).unwrap_or(0.0) / MIB
+        anon as f64 / MIB,
+        file as f64 / MIB,
+        mean(&r.chromium_pss.iter().map(|b| *b as f64).collect::<Vec<_>>()).unwrap_or(0.0) / MIB,
+        r.chromium_processes
     );
 }
 
@@ -1359,31 +1443,73 @@ impl Wwebjs {
         }
     }
 
-    /// Sends `start` for every id (with `restore`) and waits until all are `ready`;
-    /// reports whether a QR was shown.
-    async fn start_all(&mut self, ids: &[String], restore: bool) -> Result<bool, String> {
+    /// Sends `start` for every id (with `restore`) and waits until all are `ready`, or
+    /// until [`STUCK`] after the emulator saw them all `CONNECTED`. Times from `t0`.
+    async fn start_all(
+        &mut self,
+        t0: Instant,
+        ids: &[String],
+        restore: bool,
+        emu: &EmulatorClient,
+        devices: &HashMap<String, String>,
+    ) -> Result<Comeback, String> {
         let events = self.node()?.events.clone();
         let mut cursor = 0;
         for id in ids {
             self.send(json!({"cmd": "start", "id": id, "restore": restore}))
                 .await?;
         }
+        let mine: HashSet<&str> = devices.values().map(String::as_str).collect();
         let mut ready: HashSet<String> = HashSet::new();
-        let mut qr = false;
-        events
-            .wait(&mut cursor, PHASE, "ready of every client", |_, ev| {
+        let mut out = Comeback::default();
+        let mut connected_at: Option<Instant> = None;
+        let deadline = Instant::now() + PHASE;
+        loop {
+            for (at, ev) in events.take(&mut cursor) {
                 match ev["event"].as_str() {
                     Some("ready") => {
                         ready.insert(ev["id"].as_str().unwrap_or_default().to_owned());
+                        if ready.len() == ids.len() {
+                            out.ready_s = Some(at.duration_since(t0).as_secs_f64());
+                        }
                     }
-                    Some("qr") => qr = true,
+                    Some("qr") => out.qr = true,
                     _ => {}
                 }
-                (ready.len() == ids.len()).then_some(())
-            })
-            .await
-            .map_err(|e| format!("{e}; ready: {ready:?}"))?;
-        Ok(qr)
+            }
+            if connected_at.is_none() {
+                let list = emu.devices().await.map_err(|e| e.to_string())?;
+                let up = list
+                    .iter()
+                    .filter(|d| mine.contains(d.id.as_str()) && d.connected)
+                    .filter(|d| d.state == "CONNECTED")
+                    .count();
+                if up == mine.len() {
+                    let now = Instant::now();
+                    connected_at = Some(now);
+                    out.emulator_s = Some(now.duration_since(t0).as_secs_f64());
+                }
+            }
+            if out.ready_s.is_some() {
+                return Ok(out);
+            }
+            if let Some(at) = connected_at
+                && at.elapsed() > STUCK
+            {
+                out.stuck = ids
+                    .iter()
+                    .filter(|id| !ready.contains(*id))
+                    .cloned()
+                    .collect();
+                return Ok(out);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not all clients ready within {PHASE:?}; ready: {ready:?}"
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 }
 
@@ -1538,9 +1664,13 @@ async fn run_wwebjs(ctx: &Ctx, node_modules: &Path, r: &mut SideResult) -> Resul
     r.note_load("memory", &roots);
     let pid = w.node()?.pid;
     r.manager_rss = rss_bytes(pid);
+    r.manager_detail = rss_detail(pid);
     for id in &ids {
         match chromium_pss(&w.profile(id)) {
-            Some(p) => r.chromium_pss.push(p),
+            Some((pss, count)) => {
+                r.chromium_pss.push(pss);
+                r.chromium_processes.push(count);
+            }
             None => r.errors.push(format!("no Chromium found for {id}")),
         }
     }
@@ -1570,14 +1700,8 @@ async fn run_wwebjs(ctx: &Ctx, node_modules: &Path, r: &mut SideResult) -> Resul
     w.stop().await?;
     r.note_load("restart", &roots);
     let t0 = w.spawn().await?;
-    let qr = w.start_all(&ids, false).await?;
-    r.restart_s = Some(t0.elapsed().as_secs_f64());
-    r.restart_qr = qr;
-    println!(
-        "  restart: {:.2} s{}",
-        t0.elapsed().as_secs_f64(),
-        if qr { " (a QR was shown!)" } else { "" }
-    );
+    r.restart = w.start_all(t0, &ids, false, &ctx.emu, &devices).await?;
+    println!("  restart: {:?} s{}", r.restart.figure(), r.restart.note());
 
     // Restore from backup: profiles deleted, each unzipped before initialize().
     w.stop().await?;
@@ -1587,13 +1711,11 @@ async fn run_wwebjs(ctx: &Ctx, node_modules: &Path, r: &mut SideResult) -> Resul
     }
     r.note_load("restore", &roots);
     let t0 = w.spawn().await?;
-    let qr = w.start_all(&ids, true).await?;
-    r.restore_s = Some(t0.elapsed().as_secs_f64());
-    r.restore_qr = qr;
+    r.restore = w.start_all(t0, &ids, true, &ctx.emu, &devices).await?;
     println!(
-        "  restore from backup: {:.2} s{}",
-        t0.elapsed().as_secs_f64(),
-        if qr { " (a QR was shown!)" } else { "" }
+        "  restore from backup: {:?} s{}",
+        r.restore.figure(),
+        r.restore.note()
     );
     w.stop().await?;
     Ok(())
@@ -1689,30 +1811,38 @@ fn table(ctx: &Ctx, ours: &SideResult, theirs: &SideResult) -> String {
         "",
         None,
     );
-    let qr_note = |qr: bool| if qr { " (QR shown!)" } else { "" };
+    let notes = |a: &Comeback, b: &Comeback| {
+        let (a, b) = (a.note(), b.note());
+        match (a.is_empty(), b.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!(" — ours:{a}"),
+            (true, false) => format!(" — wwebjs:{b}"),
+            (false, false) => format!(" — ours:{a}; wwebjs:{b}"),
+        }
+    };
     row(
         format!(
-            "restart: process start → all {n} CONNECTED, no QR{}{}",
-            qr_note(ours.restart_qr),
-            qr_note(theirs.restart_qr)
+            "restart: process start → all {n} CONNECTED, no QR{}",
+            notes(&ours.restart, &theirs.restart)
         ),
-        ours.restart_s,
-        theirs.restart_s,
+        ours.restart.figure(),
+        theirs.restart.figure(),
         "s",
         2,
         "",
         None,
     );
     let restore_ok = ours
-        .restore_s
-        .map(|o| o <= 10.0 && ratio(Some(o), theirs.restore_s).is_none_or(|r| r <= 0.5));
+        .restore
+        .figure()
+        .map(|o| o <= 10.0 && ratio(Some(o), theirs.restore.figure()).is_none_or(|r| r <= 0.5));
     row(
         format!(
             "restore from backup: {n} profiles deleted → all CONNECTED{}",
-            qr_note(ours.restore_qr)
+            notes(&ours.restore, &theirs.restore)
         ),
-        ours.restore_s,
-        theirs.restore_s,
+        ours.restore.figure(),
+        theirs.restore.figure(),
         "s",
         2,
         "≤ 10 s (for 10) and ≤ 0.5×",
