@@ -346,14 +346,6 @@ async fn postgres_restart_keeps_the_session_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: after Redis is down ~9 s (default seed: 8.8 s; SIGTERM, then a new process \
-            on the same port and AOF) the server's Redis connection never recovers: every \
-            queue command and the PING probe hang (POST /messages gets no answer within 30 s, \
-            the probe reports `no answer within 5s` and raises the redis ALERT while Redis \
-            answers redis-cli), so the accepted texts are never sent. A 5.8 s outage \
-            (FAULT_SEED=7) recovers and passes. app.rs connect_redis uses \
-            ConnectionManager::new with redis 0.32's defaults: 6 reconnect retries (~12 s of \
-            back-off), no response or connection time-out."]
 async fn redis_restart_with_texts_queued_sends_each_once() {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
