@@ -224,8 +224,10 @@ impl ReconnectPolicy {
     }
 }
 
-/// Stops relaunching a browser that keeps failing: `max_relaunches` relaunches within
-/// `window` → status `error`, one `session_error` e-mail, no more retries until someone acts.
+/// Slows down a browser that keeps failing: `max_relaunches` relaunches within `window` →
+/// status `error`, one `session_error` e-mail, and the next launch only after `cooldown`
+/// (doubling with each further loop, up to `max_cooldown`). The session is never
+/// abandoned; `POST …/restart` (a reset) relaunches at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrashLoopGuard {
@@ -234,6 +236,12 @@ pub struct CrashLoopGuard {
     /// The sliding window (default 30 min).
     #[serde(with = "duration_serde")]
     pub window: Duration,
+    /// The pause after the first crash loop (default 5 min).
+    #[serde(with = "duration_serde")]
+    pub cooldown: Duration,
+    /// The longest pause (default 1 h).
+    #[serde(with = "duration_serde")]
+    pub max_cooldown: Duration,
 }
 
 impl Default for CrashLoopGuard {
@@ -241,6 +249,8 @@ impl Default for CrashLoopGuard {
         CrashLoopGuard {
             max_relaunches: 5,
             window: Duration::from_secs(30 * 60),
+            cooldown: Duration::from_secs(5 * 60),
+            max_cooldown: Duration::from_secs(60 * 60),
         }
     }
 }

@@ -243,6 +243,8 @@ pub struct LayerStats {
     pub reconnects: u64,
     /// Relaunches.
     pub relaunches: u64,
+    /// Crash-loop cool-downs.
+    pub cooldowns: u64,
     /// E-mails asked for.
     pub notifications: u64,
 }
@@ -367,6 +369,15 @@ pub struct SessionPolicy {
     error_notified: bool,
     /// A restore of the login from a backup was tried since the last connection.
     login_restore_tried: bool,
+    /// Crash-loop cool-downs in a row (each twice as long as the one before).
+    cooldowns: u32,
+    /// The current launch back-off is a crash-loop cool-down.
+    cooling: bool,
+    /// A cool-down just ended: the next relaunch is tried even though the guard is full.
+    cooldown_over: bool,
+    /// Connected without interruption since then; a full crash-loop window of it ends the
+    /// crash-loop episode (cool-downs start short again, a new loop e-mails again).
+    ready_since: Option<Instant>,
     last_activity: Option<DateTime<Utc>>,
     inactivity_notified: bool,
     backup_wall: Option<DateTime<Utc>>,
@@ -397,6 +408,10 @@ impl SessionPolicy {
             launch_failures: 0,
             error_notified: false,
             login_restore_tried: false,
+            cooldowns: 0,
+            cooling: false,
+            cooldown_over: false,
+            ready_since: None,
             last_activity: health.last_activity_at,
             inactivity_notified: false,
             backup_wall: None,
@@ -577,6 +592,9 @@ impl SessionPolicy {
                 self.relaunches.clear();
                 self.launch_failures = 0;
                 self.error_notified = false;
+                self.cooldowns = 0;
+                self.cooling = false;
+                self.cooldown_over = false;
                 if self.timers.is_none() {
                     self.start(now, wall, rng, &mut out);
                 } else {
@@ -659,10 +677,25 @@ impl SessionPolicy {
     ) {
         match self.phase {
             Phase::LaunchBackoff(at) if at <= now => {
-                self.relaunch("retrying a failed launch".into(), now, wall, out);
+                let reason = if std::mem::take(&mut self.cooling) {
+                    self.cooldown_over = true;
+                    "relaunching after a crash-loop cool-down"
+                } else {
+                    "retrying a failed launch"
+                };
+                self.relaunch(reason.into(), now, wall, out);
             }
             Phase::Idle | Phase::GaveUp | Phase::Stopped => return,
             _ => {}
+        }
+        if self
+            .ready_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.crash_loop.window)
+            && (self.cooldowns > 0 || self.error_notified)
+        {
+            // Up for a whole window: the crash-loop episode is over.
+            self.cooldowns = 0;
+            self.error_notified = false;
         }
         if self.connect_by.is_some_and(|t| t <= now) {
             self.connect_by = None;
@@ -862,6 +895,7 @@ impl SessionPolicy {
         self.recovery = None;
         self.ladder = 0;
         self.login_restore_tried = false;
+        self.ready_since.get_or_insert(now);
         let first_link = !self.linked;
         self.linked = true;
         if first_link {
@@ -973,6 +1007,7 @@ impl SessionPolicy {
     }
 
     fn begin_outage(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.ready_since = None;
         if self.outage.is_none() && self.linked {
             self.outage = Some(Outage {
                 since: now,
@@ -1132,18 +1167,47 @@ impl SessionPolicy {
         {
             self.relaunches.pop_front();
         }
-        if self.relaunches.len() >= guard.max_relaunches as usize {
-            self.give_up(
-                format!(
-                    "{} relaunches within {}; last reason: {reason}",
-                    self.relaunches.len(),
-                    humantime::format_duration(guard.window)
-                ),
-                out,
+        let after_cooldown = std::mem::take(&mut self.cooldown_over);
+        // Within a crash-loop episode (until the session stays up for a whole window) every
+        // relaunch waits for a cool-down; otherwise the guard trips at `max_relaunches`.
+        let looping = self.relaunches.len() >= guard.max_relaunches as usize || self.cooldowns > 0;
+        if looping && !after_cooldown {
+            // A crash loop: pause instead of relaunching at once, longer each time, and tell
+            // the owner once. The session is never abandoned: months of uptime must not
+            // hang on a human noticing a bad half hour. After each pause one launch is tried.
+            self.cooldowns = self.cooldowns.saturating_add(1);
+            let factor = 2u32.saturating_pow(self.cooldowns - 1);
+            let wait = guard
+                .cooldown
+                .saturating_mul(factor)
+                .min(guard.max_cooldown);
+            let why = format!(
+                "{} relaunches within {}; next try in {} (last reason: {reason})",
+                self.relaunches.len(),
+                humantime::format_duration(guard.window),
+                humantime::format_duration(wait)
             );
+            self.recovery = None;
+            self.connect_by = None;
+            self.state = None;
+            self.ready_since = None;
+            self.cooling = true;
+            self.phase = Phase::LaunchBackoff(now + wait);
+            self.stats.cooldowns += 1;
+            out.push(Action::Close);
+            out.push(Action::Record(SessionPatch {
+                last_error: Some(Some(why.clone())),
+                ..SessionPatch::default()
+            }));
+            self.set_status(SessionStatus::Error, out);
+            if !self.error_notified {
+                self.error_notified = true;
+                self.notify(NotificationKind::SessionError, &why, out);
+            }
             return;
         }
         self.relaunches.push_back(now);
+        self.ready_since = None;
         self.recovery = None;
         self.connect_by = None;
         self.state = None;

@@ -303,7 +303,7 @@ fn a_suppressed_outage_that_ends_inside_the_cooldown_sends_neither_email() {
 }
 
 #[test]
-fn crashes_relaunch_at_once_until_the_guard_gives_up_with_one_email() {
+fn crashes_relaunch_at_once_until_the_guard_cools_down_with_one_email() {
     let mut h = H::linked();
     for i in 0..5u64 {
         let t = 10 + i * 60;
@@ -332,18 +332,51 @@ fn crashes_relaunch_at_once_until_the_guard_gives_up_with_one_email() {
         &out[2],
         A::Notify {
             kind: N::SessionError,
-            ..
-        }
+            detail,
+        } if detail.starts_with("5 relaunches within 30m; next try in 5m")
     ));
     assert!(
-        matches!(&out[3], A::GiveUp { reason } if reason.starts_with("5 relaunches within 30m"))
+        !h.p.gave_up(),
+        "a crash loop cools down, it is never abandoned"
     );
-    assert!(h.p.gave_up());
-    assert_eq!(h.p.next_deadline(), None, "no more retries");
-    assert_eq!(h.at(500, I::Crashed("x".into())), []);
-    assert_eq!(h.at(500, I::StateChanged(S::Timeout)), []);
-    // Someone acts: a restart relaunches, and a later trip e-mails again.
-    let out = h.at(600, I::Reset);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, A::Relaunch { .. } | A::GiveUp { .. })),
+        "{out:?}"
+    );
+    // Nothing relaunches during the 5-minute cool-down; then one try.
+    let out = h.at(400 + 4 * 60, I::Tick);
+    assert!(
+        !out.iter().any(|a| matches!(a, A::Relaunch { .. })),
+        "{out:?}"
+    );
+    let out = h.at(400 + 5 * 60, I::Tick);
+    assert!(
+        out.contains(&A::Relaunch {
+            reason: "relaunching after a crash-loop cool-down".into()
+        }),
+        "{out:?}"
+    );
+    h.at(701, I::Launched);
+    // It crashes again within the episode: the next pause is twice as long, no new e-mail.
+    let out = strip_records(h.at(720, I::Crashed("renderer gone".into())));
+    assert!(notifies(&out).is_empty(), "{out:?}");
+    assert!(
+        !out.iter().any(|a| matches!(a, A::Relaunch { .. })),
+        "{out:?}"
+    );
+    let out = h.at(720 + 9 * 60, I::Tick);
+    assert!(
+        !out.iter().any(|a| matches!(a, A::Relaunch { .. })),
+        "{out:?}"
+    );
+    let out = h.at(720 + 10 * 60, I::Tick);
+    assert!(
+        out.iter().any(|a| matches!(a, A::Relaunch { .. })),
+        "{out:?}"
+    );
+    // Someone acts: a restart relaunches at once and forgets the episode.
+    let out = h.at(1400, I::Reset);
     assert_eq!(
         out,
         [
@@ -376,34 +409,53 @@ fn failed_launches_back_off_and_trip_the_guard() {
     let mut h = H::new(KeepaliveConfig::default(), restored());
     h.at(0, I::Start);
     let mut relaunches = 0;
-    let mut gave_up_at = None;
+    let mut tripped_at = None;
     let mut t = Duration::ZERO;
     h.at_d(t, I::LaunchFailed(Failure::Timeout));
     let mut out;
     let mut emails = vec![];
-    for _ in 0..200 {
+    let mut relaunch_times = vec![];
+    while t < Duration::from_secs(3 * 3600) {
         let Some(d) = h.p.next_deadline() else { break };
         assert!(d - h.t0 >= t);
         t = d - h.t0;
         out = h.at_d(t, I::Tick);
         emails.extend(notifies(&out));
+        if out.contains(&A::SetStatus(St::Error)) && tripped_at.is_none() {
+            tripped_at = Some(t);
+            assert_eq!(relaunches, 5, "the guard trips after 5 relaunches");
+        }
         if out.iter().any(|a| matches!(a, A::Relaunch { .. })) {
             relaunches += 1;
+            relaunch_times.push(t);
             h.at_d(t, I::LaunchFailed(Failure::Other("no chromium".into())));
         }
-        if h.p.gave_up() {
-            gave_up_at = Some(t);
-        }
     }
-    assert_eq!(relaunches, 5);
-    assert!(h.p.gave_up());
-    assert_eq!(emails, [N::SessionError]);
+    assert!(!h.p.gave_up());
+    assert_eq!(
+        emails,
+        [N::SessionError],
+        "one e-mail for the whole episode"
+    );
     // 5 + 10 + 20 + 40 + 80 + 160 s (±20 %) of backoff: a crash loop is caught in minutes.
-    let at = gave_up_at.unwrap();
+    let at = tripped_at.unwrap();
     assert!(
         at > Duration::from_secs(250) && at < Duration::from_secs(380),
         "{at:?}"
     );
+    // Then one try per cool-down (10, 20, 40 min, then hourly), each after the failed
+    // launch's own back-off (capped at 5 min ±20 %).
+    let gaps: Vec<u64> = relaunch_times[5..]
+        .windows(2)
+        .map(|p| (p[1] - p[0]).as_secs() / 60)
+        .collect();
+    assert!(gaps.len() >= 3, "{gaps:?}");
+    for (gap, cooldown) in gaps
+        .iter()
+        .zip([10, 20, 40].into_iter().chain(std::iter::repeat(60)))
+    {
+        assert!((cooldown..=cooldown + 6).contains(gap), "{gaps:?}");
+    }
 }
 
 #[test]

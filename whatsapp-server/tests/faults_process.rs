@@ -727,12 +727,14 @@ async fn chromium_kill9_twenty_times_reconnects_without_a_qr_and_leaks_nothing()
 
 /// The issue asks for `CONNECTED` after each of 20 Chromium kills "of a random session";
 /// with 2–3 sessions one of them is killed more than 5 times, and the engine's crash-loop
-/// guard gives up on the 6th relaunch within 30 minutes, however healthy the session was in
-/// between. The suite above spreads its kills (4 sessions × 5); this one shows the conflict.
+/// guard treats a 6th relaunch within 30 minutes as a crash loop: status `error`, one
+/// `session_error` e-mail and a 5-minute cool-down before the next launch (then 10, 20 …
+/// min). The session comes back, but not within this test's 60 s deadline. The suite above
+/// spreads its kills (4 sessions × 5); this one documents the design choice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "CONFLICT with the crash-loop guard (whatsapp-keepalive CrashLoopGuard::default: 5 \
-            relaunches within 30 min, never reset by a healthy run, not configurable in the \
-            server): the 6th Chromium kill of one session leaves it in `error` (gave_up)"]
+#[ignore = "by design: the crash-loop guard (CrashLoopGuard: 5 relaunches within 30 min) makes \
+            the 6th relaunch of one session wait for a 5-minute cool-down, longer than this \
+            test's 60 s deadline; the session is not abandoned"]
 async fn chromium_kill9_of_one_session_six_times_reconnects_each_time() {
     let _serial = SERIAL.lock().await;
     let seed = faults::seed("chromium_kill9 one session");
