@@ -16,6 +16,7 @@
 //   {"cmd":"start","id":"s1"}                 new Client + initialize()
 //   {"cmd":"start","id":"s1","restore":true}  unzip BACKUP_PATH/s1.zip into the profile
 //                                             first (RemoteAuth's extractRemoteSession)
+//   {"cmd":"reinit","id":"s1"}                destroy() the client, then start it again
 //   {"cmd":"zip","id":"s1"}                   archive the profile as RemoteAuth does
 //   {"cmd":"info"}                            pid of Node and of each client's browser
 //   {"cmd":"stop"}                            destroy() every client, then exit 0
@@ -194,6 +195,12 @@ async function handle(line) {
         if (msg.restore) await unzip(msg.id);
         start(msg.id);
         break;
+      case 'reinit': {
+        const old = clients.get(msg.id);
+        if (old) { old.benchGone = true; await old.destroy().catch(() => {}); }
+        start(msg.id);
+        break;
+      }
       case 'zip': await zip(msg.id); break;
       case 'info': info(); break;
       case 'stop': await stop(); break;
