@@ -296,7 +296,9 @@ pub struct RuntimeLimits {
     /// At most this many browsers launch at the same time (default 2).
     pub launch_concurrency: usize,
     /// When many sessions start together, each waits a random time up to this before it
-    /// launches (default 30 s), so the machine is not hit by all launches at once.
+    /// launches (default 2 s), so their connections to WhatsApp do not all open at the same
+    /// instant. The machine itself is protected by `launch_concurrency`; a long stagger only
+    /// delays the restore after a restart.
     #[serde(with = "duration_serde")]
     pub start_stagger: Duration,
 }
@@ -308,7 +310,7 @@ impl Default for RuntimeLimits {
             launch_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(60),
             launch_concurrency: 2,
-            start_stagger: Duration::from_secs(30),
+            start_stagger: Duration::from_secs(2),
         }
     }
 }

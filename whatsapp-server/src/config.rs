@@ -241,6 +241,16 @@ pub struct ServerConfig {
     #[arg(long, env = "ALERT_EMAIL")]
     pub alert_email: Option<String>,
 
+    /// At most this many Chromium launches at once (start-up restore, relaunches). Each
+    /// launch takes most of a core for a second or two.
+    #[arg(long, env = "LAUNCH_CONCURRENCY", default_value_t = 2)]
+    pub launch_concurrency: usize,
+
+    /// Sessions starting together (the restore after a restart) each wait a random time up
+    /// to this before they launch (`0s` for none).
+    #[arg(long, env = "START_STAGGER", default_value = "2s")]
+    pub start_stagger: String,
+
     /// E-mails and webhooks are dead-lettered after this many failed delivery attempts.
     #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 10)]
     pub outbox_max_attempts: u32,
@@ -450,6 +460,8 @@ impl fmt::Debug for ServerConfig {
             .field("message_burst", &self.message_burst)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
             .field("alert_email", &self.alert_email)
+            .field("launch_concurrency", &self.launch_concurrency)
+            .field("start_stagger", &self.start_stagger)
             .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("outbox_retry_base", &self.outbox_retry_base)
             .field("outbox_request_timeout", &self.outbox_request_timeout)
@@ -754,6 +766,20 @@ impl ServerConfig {
         keepalive.backup.retention =
             Duration::from_secs(u64::from(self.backup_retention_days) * 24 * 60 * 60);
         keepalive.keepalive.target = self.resolve_keepalive_target()?;
+        if self.launch_concurrency == 0 {
+            return Err(ConfigError::new("LAUNCH_CONCURRENCY", "must be at least 1"));
+        }
+        keepalive.runtime.launch_concurrency = self.launch_concurrency;
+        keepalive.runtime.start_stagger = humantime::parse_duration(self.start_stagger.trim())
+            .map_err(|e| {
+                ConfigError::new(
+                    "START_STAGGER",
+                    format!(
+                        "`{}` is not a duration like 2s or 0s: {e}",
+                        self.start_stagger
+                    ),
+                )
+            })?;
         if let Some(texts) = &self.keepalive_texts {
             keepalive.keepalive.texts = read_keepalive_texts(texts)?;
         }

@@ -88,6 +88,8 @@ fn every_invalid_setting_is_named() {
         (&["--renewal-reminder-days", "0"], "RENEWAL_REMINDER_DAYS"),
         (&["--alert-email", "nobody"], "ALERT_EMAIL"),
         (&["--outbox-max-attempts", "0"], "OUTBOX_MAX_ATTEMPTS"),
+        (&["--launch-concurrency", "0"], "LAUNCH_CONCURRENCY"),
+        (&["--start-stagger", "soon"], "START_STAGGER"),
         (&["--outbox-retry-base", "later"], "OUTBOX_RETRY_BASE"),
         (
             &["--outbox-request-timeout", "0s"],
