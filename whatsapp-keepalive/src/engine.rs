@@ -39,6 +39,19 @@ use crate::policy::{
     Action, Call, Check, Failure, Input, LayerStats, SessionHealth, SessionPolicy,
 };
 
+/// The stored statuses [`KeepaliveEngine::restore`] starts again: every status of a session
+/// that was running. Not `created` (never started), `stopped` or `logged_out` (stopped on
+/// purpose, or waiting for someone to link it again).
+pub const RESTORED_STATUSES: [SessionStatus; 7] = [
+    SessionStatus::Ready,
+    SessionStatus::Reconnecting,
+    SessionStatus::Disconnected,
+    SessionStatus::Error,
+    SessionStatus::Starting,
+    SessionStatus::Qr,
+    SessionStatus::Authenticating,
+];
+
 /// Everything the engine runs on.
 #[derive(Debug, Clone)]
 pub struct EngineDeps {
@@ -234,19 +247,17 @@ impl KeepaliveEngine {
         Ok(started)
     }
 
-    /// Start-up restore: starts (staggered) every linked session whose stored status says
-    /// it should be running — `ready`, `reconnecting` or `disconnected` (a session that was
-    /// mid-outage when the server stopped is still linked). Returns the ids started.
+    /// Start-up restore: starts (staggered) every session whose stored status says it was
+    /// running when the server stopped ([`RESTORED_STATUSES`]): linked ones (`ready`, or
+    /// mid-outage: `reconnecting`, `disconnected`, `error`) and those caught in a launch or a
+    /// link (`starting`, `qr`, `authenticating`: a server killed right after a scan may
+    /// still hold the new login). Returns the ids started.
     pub async fn restore(&self) -> Result<Vec<SessionId>> {
         let records = self
             .inner
             .deps
             .store
-            .list(&SessionFilter::with_status([
-                SessionStatus::Ready,
-                SessionStatus::Reconnecting,
-                SessionStatus::Disconnected,
-            ]))
+            .list(&SessionFilter::with_status(RESTORED_STATUSES))
             .await?;
         let ids: Vec<SessionId> = records.into_iter().map(|r| r.id).collect();
         self.start_many(&ids).await?;

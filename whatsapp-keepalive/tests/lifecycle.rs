@@ -298,3 +298,37 @@ async fn starts_are_staggered() {
     assert_eq!(all, 20, "all within the 30 s window");
     w.engine.shutdown().await;
 }
+
+/// The start-up restore starts every session that was running when the server stopped —
+/// including one killed mid-launch or right after its scan — and none stopped on purpose.
+#[tokio::test(start_paused = true)]
+async fn restore_starts_every_session_that_was_running() {
+    let w = World::new(quiet(), "2026-03-02T12:00:00Z");
+    let mut expected = Vec::new();
+    for (name, status) in [
+        ("a-ready", St::Ready),
+        ("b-reconnecting", St::Reconnecting),
+        ("c-disconnected", St::Disconnected),
+        ("d-error", St::Error),
+        ("e-starting", St::Starting),
+        ("f-qr", St::Qr),
+        ("g-authenticating", St::Authenticating),
+        ("h-created", St::Created),
+        ("i-stopped", St::Stopped),
+        ("j-logged-out", St::LoggedOut),
+    ] {
+        let id = w.fresh(name).await;
+        w.store
+            .transition(&id, &[], status, whatsapp_core::Clock::now(&w.clock))
+            .await
+            .unwrap();
+        if whatsapp_keepalive::RESTORED_STATUSES.contains(&status) {
+            expected.push(id);
+        }
+    }
+    let mut started = w.engine.restore().await.unwrap();
+    started.sort();
+    assert_eq!(started, expected);
+    assert_eq!(w.engine.running(), expected);
+    w.engine.shutdown().await;
+}
