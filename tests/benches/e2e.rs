@@ -776,19 +776,26 @@ async fn machine_info(chromium: &str) -> (Value, String) {
         .unwrap_or_else(|e| format!("({e})"));
     let load = loadavg();
     let foreign = foreign_chromium(&[]);
+    let load1: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let busy = foreign > 0 || load1 > 1.0;
     let text = format!(
         "machine: {cpus} CPUs ({model}), {:.1} GiB RAM, {version}, node {node}; \
          load average at start {load}; Chromium processes of others at start: {foreign}{}",
         mem as f64 / (1u64 << 30) as f64,
-        if foreign > 0 {
+        if busy {
             " (the machine is NOT quiet: numbers are under load)"
         } else {
-            ""
+            " (quiet)"
         }
     );
     let value = json!({
         "cpus": cpus, "cpu_model": model, "mem_total_bytes": mem, "chromium": version,
         "node": node, "loadavg_start": load, "foreign_chromium_start": foreign,
+        "busy_at_start": busy,
     });
     (value, text)
 }
