@@ -387,6 +387,10 @@ impl BrowserSession for ChromiumSession {
         self.events.subscribe()
     }
 
+    fn last_known_state(&self) -> Option<ConnectionState> {
+        self.shared.lock().unwrap().state.clone()
+    }
+
     async fn state(&self) -> Result<ConnectionState> {
         let v = self.run("Socket.state", js::STATE).await?;
         Ok(ConnectionState::parse(&as_string("Socket.state", v)?))

@@ -156,6 +156,14 @@ async fn a_dropped_connection_reaches_the_driver_at_once_and_reconnects() {
     let latency = dropped_at.elapsed();
     println!("drop reached the driver after {latency:?} as {ev:?}");
     write_latency_report(latency, &ev);
+    // The pushed state is readable at once, without a round trip to the page.
+    if let DriverEvent::StateChanged { state } = &ev {
+        let known = session.last_known_state();
+        assert!(
+            known.as_ref() == Some(state) || known.as_ref().is_some_and(|k| !k.is_connected()),
+            "last_known_state {known:?} after {ev:?}"
+        );
+    }
 
     // Reconnect (refused until the drop window ends; the page also retries by itself).
     let _ = session.reconnect().await;
@@ -166,6 +174,7 @@ async fn a_dropped_connection_reaches_the_driver_at_once_and_reconnects() {
     })
     .await;
     assert_eq!(session.state().await.unwrap(), ConnectionState::Connected);
+    assert_eq!(session.last_known_state(), Some(ConnectionState::Connected));
     session.close().await.unwrap();
     assert_no_chromium(&world.spec("drop").profile_dir).await;
 }

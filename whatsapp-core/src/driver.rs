@@ -122,6 +122,13 @@ pub trait BrowserSession: Send + Sync + Debug + 'static {
     /// The current `Socket.state`.
     async fn state(&self) -> Result<ConnectionState>;
 
+    /// The last connection state the page pushed (`StateChanged`), read without a round
+    /// trip to the page; `None` when the implementation does not track it or nothing was
+    /// pushed yet. For status displays that must not wait behind a call in flight.
+    fn last_known_state(&self) -> Option<ConnectionState> {
+        None
+    }
+
     /// The current QR payload, or `None` when the state does not call for one.
     async fn qr(&self) -> Result<Option<QrPayload>>;
 

@@ -85,9 +85,13 @@ impl SessionView {
             id: r.id.as_str().to_owned(),
             tenant: r.tenant.as_str().to_owned(),
             status: r.status.as_str().to_owned(),
-            state: snapshot
-                .as_ref()
-                .and_then(|s| s.state.as_ref())
+            // The browser's last pushed state first: the engine's own copy is updated only
+            // between its actions, so a drop during a browser call would show late.
+            state: state
+                .engine
+                .browser(&r.id)
+                .and_then(|b| b.last_known_state())
+                .or_else(|| snapshot.as_ref().and_then(|s| s.state.clone()))
                 .map(|s| s.as_str().to_owned()),
             phone: r
                 .wid
