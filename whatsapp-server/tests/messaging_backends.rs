@@ -789,7 +789,9 @@ impl MessageSender for FileSender {
             .append(true)
             .open(&self.path)
             .unwrap();
-        writeln!(f, "{body}").unwrap();
+        // One write(2) per line: `writeln!` may split the text and the newline into two
+        // writes, and a kill between them glued the next line onto this one.
+        f.write_all(format!("{body}\n").as_bytes()).unwrap();
         f.sync_data().unwrap();
         tokio::time::sleep(self.delay).await;
         Ok(MessageId(format!("file-{body}")))
