@@ -6,12 +6,9 @@
 //! a role that may `CREATE DATABASE`); without it they fail, saying so.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use futures::FutureExt;
 use whatsapp_core::types::truncate_micros;
 use whatsapp_core::{
     Error, MessageId, PhoneNumber, SessionId, SessionRecord, SessionStore, TenantId, Wid,
@@ -713,48 +710,13 @@ mod sqlite {
 mod postgres {
     use super::*;
 
-    fn admin_url() -> String {
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-            panic!(
-                "DATABASE_URL is not set. The Postgres store tests need a running server and a \
-                 role allowed to CREATE DATABASE, e.g.\n    \
-                 DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test -p whatsapp-storage"
-            )
-        })
-    }
-
-    /// Creates a fresh database, runs `test` with its URL, drops the database.
+    /// A fresh database for `test`, dropped afterwards (the workspace's shared helper).
     async fn with_database<F, Fut>(test: F)
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = ()>,
     {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin_url = admin_url();
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("cannot connect to DATABASE_URL (is Postgres running on 127.0.0.1:5432?): {e}")
-        });
-        let name = format!(
-            "wa_tenants_test_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            Utc::now().timestamp_micros()
-        );
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        let outcome = AssertUnwindSafe(test(url.to_string())).catch_unwind().await;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        whatsapp_tests::postgres::with_database("wa_tenants_test", test).await
     }
 
     async fn with_postgres(case: &'static str) {
