@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Options: `--sessions N` (default 10), `--drops M` (drops per side, default 50),
-//! `--only ours|wwebjs`. It prints the machine, a Markdown table and writes the raw numbers
+//! `--only ours|wwebjs`, `--set KEY=VALUE` (repeatable: one more setting for our manager,
+//! e.g. `--set LAUNCH_CONCURRENCY=4`; recorded in the JSON). It prints the machine, a Markdown table and writes the raw numbers
 //! to `target/bench/e2e.json` (`$CARGO_TARGET_DIR/bench/e2e.json` when that is set). Logs and
 //! profiles of the last run stay in `target/bench/e2e-work/`.
 //!
@@ -65,7 +66,7 @@ use whatsapp_emulator::{EmulatorClient, EmulatorConfig};
 
 /// How to call it.
 const USAGE: &str = "usage: cargo bench -p whatsapp-tests --bench e2e -- \
-                     [--sessions N] [--drops M] [--only ours|wwebjs]";
+                     [--sessions N] [--drops M] [--only ours|wwebjs] [--set KEY=VALUE]...";
 /// The administrator key our manager is given.
 const ADMIN_KEY: &str = "wa_admin_e2e_bench_key_0123456789abcdef";
 /// How long linking, a restart or a restore may take before the bench gives up.
@@ -220,6 +221,8 @@ struct Options {
     sessions: usize,
     drops: usize,
     only: Only,
+    /// Extra settings for our manager (environment variables), in order.
+    set: Vec<(String, String)>,
     bench: bool,
     help: bool,
 }
@@ -230,6 +233,7 @@ impl Options {
             sessions: 10,
             drops: 50,
             only: Only::Both,
+            set: Vec::new(),
             bench: false,
             help: false,
         };
@@ -264,6 +268,14 @@ impl Options {
                         "wwebjs" => Only::Wwebjs,
                         _ => return Err(format!("--only must be ours or wwebjs (got {v:?})")),
                     };
+                }
+                "--set" => {
+                    let v = value("--set")?;
+                    let (k, val) = v
+                        .split_once('=')
+                        .filter(|(k, _)| !k.is_empty())
+                        .ok_or_else(|| format!("--set wants KEY=VALUE (got {v:?})"))?;
+                    o.set.push((k.to_owned(), val.to_owned()));
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -698,11 +710,15 @@ async fn run(opts: Options) -> Result<(), String> {
         chromium,
     };
     println!(
-        "sessions {}, drops {} per side; logs in {}\n",
+        "sessions {}, drops {} per side; logs in {}",
         ctx.opts.sessions,
         ctx.opts.drops,
         work.display()
     );
+    for (k, v) in &ctx.opts.set {
+        println!("our manager: {k}={v}");
+    }
+    println!();
 
     let mut ours = SideResult::default();
     let mut theirs = SideResult::default();
@@ -733,6 +749,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let report = json!({
         "sessions": ctx.opts.sessions,
         "drops": ctx.opts.drops,
+        "ours_settings": ctx.opts.set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "machine": machine.0,
         "ours": ours.json(),
         "wwebjs": theirs.json(),
@@ -850,6 +867,9 @@ impl Ours {
                 ),
             ),
         ];
+        // `--set` comes last, so it can also replace one of the above.
+        let mut envs = envs;
+        envs.extend(ctx.opts.set.iter().cloned());
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))

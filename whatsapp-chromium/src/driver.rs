@@ -7,6 +7,9 @@ use async_trait::async_trait;
 use chromiumoxide::Browser;
 use chromiumoxide::cdp::browser_protocol::fetch::{EnableParams as FetchEnable, RequestPattern};
 use chromiumoxide::cdp::browser_protocol::inspector::EnableParams as InspectorEnable;
+use chromiumoxide::cdp::browser_protocol::log::DisableParams as LogDisable;
+use chromiumoxide::cdp::browser_protocol::network::DisableParams as NetworkDisable;
+use chromiumoxide::cdp::browser_protocol::performance::DisableParams as PerformanceDisable;
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, NavigateParams,
 };
@@ -149,7 +152,8 @@ impl ChromiumDriver {
         .await
         .map_err(within("a new page"))?
         .map_err(cdp)?;
-        // The tab Chromium opened by itself is not needed.
+        // Chromium starts without a tab (`--no-startup-window`); should a wrapper script
+        // have opened one anyway, it is closed: one page, one renderer.
         if let Ok(Ok(targets)) = tokio::time::timeout(
             cfg.call_timeout,
             browser.execute(GetTargetsParams::default()),
@@ -185,6 +189,13 @@ impl ChromiumDriver {
             .await?;
             // Renderer crashes arrive as Inspector.targetCrashed.
             page.execute(InspectorEnable::default()).await?;
+            // chromiumoxide enables these domains on every page; the driver reads none of
+            // their events. Left on, every request and every WebSocket frame of WhatsApp
+            // Web would be serialised, sent over DevTools and tracked in this process for
+            // as long as the session lives.
+            page.execute(NetworkDisable::default()).await?;
+            page.execute(LogDisable::default()).await?;
+            page.execute(PerformanceDisable::default()).await?;
             if cfg.pinned_html.is_some() {
                 let pattern = RequestPattern::builder()
                     .url_pattern(cfg.url.clone())
