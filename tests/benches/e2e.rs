@@ -78,6 +78,8 @@ const RECONNECT: Duration = Duration::from_secs(90);
 /// How long whatsapp-web.js gets to emit `ready` once the emulator saw every device
 /// `CONNECTED`, before the missing ones count as stuck.
 const STUCK: Duration = Duration::from_secs(30);
+/// How many times stuck whatsapp-web.js clients are initialized again while linking.
+const REINIT_ROUNDS: u32 = 5;
 /// How long a session may take to come back after its browser was killed.
 const RECOVER: Duration = Duration::from_secs(120);
 /// The drop lengths, used in turn (2–3 s).
@@ -90,7 +92,11 @@ const POLL: Duration = Duration::from_millis(20);
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("--serve") => return child_runtime(serve_mode()),
+        Some("--serve") => {
+            // As the `whatsapp-server` binary does first thing.
+            whatsapp_server::process::limit_malloc_arenas();
+            return child_runtime(serve_mode());
+        }
         Some("--emulator") => {
             let Some(state) = args.get(1) else {
                 eprintln!("e2e --emulator: give the state file");
@@ -1596,10 +1602,12 @@ async fn run_wwebjs(ctx: &Ctx, node_modules: &Path, r: &mut SideResult) -> Resul
     let mut all_ready_at = None;
     let mut connected_at: Option<Instant> = None;
     let mut last_check = Instant::now();
+    let mut reinit_rounds = 0;
     while ready.len() < n {
         // whatsapp-web.js misses `ready` when the page synced before its listener was
         // attached: clients CONNECTED at the emulator for STUCK without `ready` are noted
-        // and initialized once more (what an operator would do), so the run can go on.
+        // and initialized once more (what an operator would do), so the run can go on. A
+        // client initialized again can miss it again: up to REINIT_ROUNDS rounds.
         if connected_at.is_none() && devices.len() == n && last_check.elapsed() > POLL * 5 {
             last_check = Instant::now();
             let mine: HashSet<&str> = devices.values().map(String::as_str).collect();
@@ -1610,25 +1618,29 @@ async fn run_wwebjs(ctx: &Ctx, node_modules: &Path, r: &mut SideResult) -> Resul
                 .count();
             if up == n {
                 connected_at = Some(Instant::now());
-                r.link_emulator_s = Some(t0.elapsed().as_secs_f64());
+                r.link_emulator_s.get_or_insert(t0.elapsed().as_secs_f64());
             }
         }
         if let Some(at) = connected_at
             && at.elapsed() > STUCK
-            && r.link_stuck.is_empty()
+            && reinit_rounds < REINIT_ROUNDS
         {
-            r.link_stuck = ids
+            reinit_rounds += 1;
+            connected_at = None;
+            let stuck: Vec<String> = ids
                 .iter()
                 .filter(|id| !ready.contains(*id))
                 .cloned()
                 .collect();
             eprintln!(
-                "  whatsapp-web.js: {:?} CONNECTED at the emulator for {STUCK:?} without \
-                 `ready`; initializing them again",
-                r.link_stuck
+                "  whatsapp-web.js: {stuck:?} CONNECTED at the emulator for {STUCK:?} without \
+                 `ready`; initializing them again (round {reinit_rounds})"
             );
-            for id in r.link_stuck.clone() {
+            for id in &stuck {
                 w.send(json!({"cmd": "reinit", "id": id})).await?;
+                if !r.link_stuck.contains(id) {
+                    r.link_stuck.push(id.clone());
+                }
             }
         }
         for (at, ev) in events.take(&mut cursor) {

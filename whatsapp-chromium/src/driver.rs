@@ -9,10 +9,10 @@ use chromiumoxide::cdp::browser_protocol::fetch::{EnableParams as FetchEnable, R
 use chromiumoxide::cdp::browser_protocol::inspector::EnableParams as InspectorEnable;
 use chromiumoxide::cdp::browser_protocol::log::DisableParams as LogDisable;
 use chromiumoxide::cdp::browser_protocol::network::DisableParams as NetworkDisable;
-use chromiumoxide::cdp::browser_protocol::performance::DisableParams as PerformanceDisable;
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, NavigateParams,
 };
+use chromiumoxide::cdp::browser_protocol::performance::DisableParams as PerformanceDisable;
 use chromiumoxide::cdp::browser_protocol::target::{
     CloseTargetParams, CreateTargetParams, GetTargetsParams,
 };

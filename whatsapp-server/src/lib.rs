@@ -20,6 +20,7 @@
 //! - [`outbox`]: durable delivery of e-mails and signed webhooks (retries, dead letters).
 //! - [`notify`]: the [`whatsapp_core::Notifier`] that POSTs e-mails to the frontend's
 //!   `/api/send-email` endpoint.
+//! - [`process`]: settings of the process itself (malloc arenas), applied before start-up.
 //! - [`qr`]: QR images.
 //! - [`realtime`]: the Socket.IO endpoint pushing `qr`/`authenticated`/`ready`/`status`/
 //!   `disconnected` events to the tenant that owns the session.
@@ -37,6 +38,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
+pub mod process;
 pub mod qr;
 pub mod realtime;
 pub mod tenants;

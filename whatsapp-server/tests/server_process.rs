@@ -827,6 +827,14 @@ async fn kill9_with_a_text_queued_then_restart_sends_it_once_without_a_qr() {
     let api = Api::new(settings.base_url());
     let mut server = Server::spawn(&ws, &settings);
     server.wait_ready(&api).await;
+    // The binary re-executed itself (same PID) to run with two malloc arenas.
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"MALLOC_ARENA_MAX=2"),
+        "the server runs without MALLOC_ARENA_MAX=2"
+    );
 
     use reqwest::Method;
     api.expect(
