@@ -296,9 +296,10 @@ pub struct RuntimeLimits {
     /// At most this many browsers launch at the same time (default 2).
     pub launch_concurrency: usize,
     /// When many sessions start together, each waits a random time up to this before it
-    /// launches (default 2 s), so their connections to WhatsApp do not all open at the same
-    /// instant. The machine itself is protected by `launch_concurrency`; a long stagger only
-    /// delays the restore after a restart.
+    /// launches (default none). Launches are already spaced by `launch_concurrency` (with
+    /// 2, the connections of a restore open a few hundred milliseconds apart), so a stagger
+    /// on top only delays the restore after a restart; it is for operators who want the
+    /// connections spread over a longer window.
     #[serde(with = "duration_serde")]
     pub start_stagger: Duration,
 }
@@ -310,7 +311,7 @@ impl Default for RuntimeLimits {
             launch_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(60),
             launch_concurrency: 2,
-            start_stagger: Duration::from_secs(2),
+            start_stagger: Duration::ZERO,
         }
     }
 }

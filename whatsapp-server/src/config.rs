@@ -247,8 +247,8 @@ pub struct ServerConfig {
     pub launch_concurrency: usize,
 
     /// Sessions starting together (the restore after a restart) each wait a random time up
-    /// to this before they launch (`0s` for none).
-    #[arg(long, env = "START_STAGGER", default_value = "2s")]
+    /// to this before they launch (`0s`: none; LAUNCH_CONCURRENCY already spaces them).
+    #[arg(long, env = "START_STAGGER", default_value = "0s")]
     pub start_stagger: String,
 
     /// E-mails and webhooks are dead-lettered after this many failed delivery attempts.

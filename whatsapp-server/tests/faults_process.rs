@@ -353,8 +353,8 @@ impl Run {
 }
 
 /// Rounds of server kills per test function: the 20 rounds are spread over
-/// [`SERVER_KILL_PARTS`] functions so that each stays within a few minutes (every restart
-/// waits for the engine's start-up stagger, up to 30 s per session).
+/// [`SERVER_KILL_PARTS`] functions so that each stays within a few minutes and they can run
+/// in parallel.
 const ROUNDS_PER_PART: usize = 4;
 /// Test functions running server-kill rounds (5 × 4 = 20 rounds, each moment 5 times).
 const SERVER_KILL_PARTS: u64 = 5;
