@@ -148,11 +148,12 @@ async fn run() {
     let wall_before = WallInstant::now();
 
     engine.start_many(&ids).await.unwrap();
-    // Every session is up after the staggered start (at most 30 s)…
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Every session is up after the staggered start (launches 250 ms apart: 250 s)…
+    let up = config_stagger() * SESSIONS as u32 + Duration::from_secs(60);
+    tokio::time::sleep(up).await;
     let rss_running = status_kib("VmRSS");
     // …then the rest of the day.
-    tokio::time::sleep(DAY - Duration::from_secs(60)).await;
+    tokio::time::sleep(DAY - up).await;
 
     let cpu_ns = thread_cpu_ns() - cpu_before;
     let ticks = process_cpu_ticks() - ticks_before;
@@ -248,4 +249,9 @@ async fn run() {
     let path = out.join("keepalive-engine.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write figures");
     println!("  figures written to {}", path.display());
+}
+
+/// The default launch stagger the engine runs with.
+fn config_stagger() -> Duration {
+    KeepaliveConfig::default().runtime.start_stagger
 }

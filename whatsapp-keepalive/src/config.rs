@@ -295,11 +295,11 @@ pub struct RuntimeLimits {
     pub connect_timeout: Duration,
     /// At most this many browsers launch at the same time (default 2).
     pub launch_concurrency: usize,
-    /// When many sessions start together, each waits a random time up to this before it
-    /// launches (default none). Launches are already spaced by `launch_concurrency` (with
-    /// 2, the connections of a restore open a few hundred milliseconds apart), so a stagger
-    /// on top only delays the restore after a restart; it is for operators who want the
-    /// connections spread over a longer window.
+    /// Browser launches (first starts, the restore after a restart, relaunches) start at
+    /// least this far apart (default 250 ms), so that many sessions never open their
+    /// connections to WhatsApp in the same instant: ten sessions restore over at least
+    /// 2.25 s, a hundred over 25 s. Zero turns it off (then only `launch_concurrency`
+    /// spaces them).
     #[serde(with = "duration_serde")]
     pub start_stagger: Duration,
 }
@@ -311,7 +311,7 @@ impl Default for RuntimeLimits {
             launch_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(60),
             launch_concurrency: 2,
-            start_stagger: Duration::ZERO,
+            start_stagger: Duration::from_millis(250),
         }
     }
 }

@@ -8,8 +8,9 @@
 //! left to do. Driver events are therefore acted on as they arrive, not at the next tick.
 //!
 //! Every browser call runs under a time-out ([`crate::RuntimeLimits`]). Launches share a
-//! semaphore (bounded concurrency) and sessions started together wait a random, seeded
-//! delay first (staggered starts). E-mails and backups run in their own tasks, so a slow
+//! semaphore (bounded concurrency) and start at least `runtime.start_stagger` apart
+//! (staggered starts: a restore, or many relaunches at once, never opens all connections
+//! to WhatsApp in the same instant). E-mails and backups run in their own tasks, so a slow
 //! e-mail endpoint or a long archive never delays a reconnect.
 
 use std::collections::{HashMap, VecDeque};
@@ -19,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -154,7 +155,27 @@ struct Inner {
     sessions: Mutex<HashMap<SessionId, Running>>,
     shutdown: CancellationToken,
     background: TaskTracker,
-    stagger_rng: Mutex<SmallRng>,
+    /// The earliest instant the next launch may start (see [`Inner::pace_launch`]).
+    next_launch: Mutex<Option<Instant>>,
+}
+
+impl Inner {
+    /// Waits for this launch's turn: launches start at least `runtime.start_stagger` apart,
+    /// in the order they got their permit.
+    async fn pace_launch(&self) {
+        let gap = self.config.runtime.start_stagger;
+        if gap.is_zero() {
+            return;
+        }
+        let at = {
+            let mut next = self.next_launch.lock().unwrap();
+            let now = Instant::now();
+            let at = next.map_or(now, |n| n.max(now));
+            *next = Some(at + gap);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// Keeps many WhatsApp Web sessions alive: one policy-driven task per session.
@@ -203,7 +224,7 @@ impl KeepaliveEngine {
                 sessions: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 background: TaskTracker::new(),
-                stagger_rng: Mutex::new(SmallRng::seed_from_u64(deps.seed ^ 0x5747_4147)),
+                next_launch: Mutex::new(None),
                 config,
                 deps,
             }),
@@ -223,22 +244,16 @@ impl KeepaliveEngine {
     /// Starts running `id` now (no stagger). Fails with [`Error::NotFound`] for an unknown
     /// session and [`Error::Conflict`] if it already runs.
     pub async fn start(&self, id: &SessionId) -> Result<()> {
-        self.spawn(id, Duration::ZERO).await
+        self.spawn(id).await
     }
 
-    /// Starts several sessions, each after a random delay up to `runtime.start_stagger`.
-    /// Returns how many were started; sessions already running are skipped.
+    /// Starts several sessions (their launches are bounded by `runtime.launch_concurrency`
+    /// and start at least `runtime.start_stagger` apart). Returns how many were started;
+    /// sessions already running are skipped.
     pub async fn start_many(&self, ids: &[SessionId]) -> Result<usize> {
-        let max = self.inner.config.runtime.start_stagger;
         let mut started = 0;
         for id in ids {
-            let delay = if max.is_zero() {
-                Duration::ZERO
-            } else {
-                let mut rng = self.inner.stagger_rng.lock().unwrap();
-                rng.random_range(Duration::ZERO..=max)
-            };
-            match self.spawn(id, delay).await {
+            match self.spawn(id).await {
                 Ok(()) => started += 1,
                 Err(Error::Conflict(_)) => {}
                 Err(e) => return Err(e),
@@ -363,7 +378,7 @@ impl KeepaliveEngine {
         Ok(())
     }
 
-    async fn spawn(&self, id: &SessionId, delay: Duration) -> Result<()> {
+    async fn spawn(&self, id: &SessionId) -> Result<()> {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::unavailable("keepalive engine", "shutting down"));
         }
@@ -404,7 +419,7 @@ impl KeepaliveEngine {
         if sessions.contains_key(id) {
             return Err(Error::Conflict(format!("session {id} already runs")));
         }
-        let handle = tokio::spawn(task.run(rx, delay));
+        let handle = tokio::spawn(task.run(rx));
         sessions.insert(
             id.clone(),
             Running {
@@ -496,14 +511,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl SessionTask {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, delay: Duration) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let shutdown = self.inner.shutdown.clone();
-        if !delay.is_zero() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
         self.feed(Input::Start).await;
         loop {
             let deadline = self.policy.next_deadline();
@@ -810,6 +819,7 @@ impl SessionTask {
         let outcome = {
             // Bounded concurrency: a launch is the expensive part (a whole Chromium).
             let _permit = inner.launches.acquire().await;
+            inner.pace_launch().await;
             // The profile first: intact on disk, or restored from the newest backup.
             match timeout(
                 limits.launch_timeout,

@@ -274,11 +274,12 @@ async fn launches_are_bounded() {
     }
 }
 
-/// Sessions started together spread their launches over the stagger window.
+/// Launches start at least `start_stagger` apart, even with permits to spare: a restore of
+/// 20 sessions with a 1 s stagger launches one per second.
 #[tokio::test(start_paused = true)]
 async fn starts_are_staggered() {
     let mut c = quiet();
-    c.runtime.start_stagger = Duration::from_secs(30);
+    c.runtime.start_stagger = Duration::from_secs(1);
     c.runtime.launch_concurrency = 100;
     let w = World::new(c, "2026-03-02T12:00:00Z");
     let mut ids: Vec<SessionId> = vec![];
@@ -290,12 +291,18 @@ async fn starts_are_staggered() {
     }
     let restored = w.engine.restore().await.unwrap();
     assert_eq!(restored.len(), 20);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let early: usize = ids.iter().map(|id| w.browser.launches(id)).sum();
-    assert!(early < 20, "not all at once: {early} in the first 5 s");
-    tokio::time::sleep(Duration::from_secs(26)).await;
-    let all: usize = ids.iter().map(|id| w.browser.launches(id)).sum();
-    assert_eq!(all, 20, "all within the 30 s window");
+    let launched = || ids.iter().map(|id| w.browser.launches(id)).sum::<usize>();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(
+        launched(),
+        5,
+        "one launch per second: at 0, 1, 2, 3 and 4 s"
+    );
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(launched(), 20, "the twentieth at 19 s");
+    for id in &ids {
+        assert_eq!(w.browser.launches(id), 1, "{id} launched once");
+    }
     w.engine.shutdown().await;
 }
 

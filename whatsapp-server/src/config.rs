@@ -246,9 +246,10 @@ pub struct ServerConfig {
     #[arg(long, env = "LAUNCH_CONCURRENCY", default_value_t = 2)]
     pub launch_concurrency: usize,
 
-    /// Sessions starting together (the restore after a restart) each wait a random time up
-    /// to this before they launch (`0s`: none; LAUNCH_CONCURRENCY already spaces them).
-    #[arg(long, env = "START_STAGGER", default_value = "0s")]
+    /// Minimum time between two Chromium launches (the restore after a restart,
+    /// relaunches): the sessions' connections to WhatsApp open at least this far apart
+    /// (`0s`: only LAUNCH_CONCURRENCY spaces them).
+    #[arg(long, env = "START_STAGGER", default_value = "250ms")]
     pub start_stagger: String,
 
     /// E-mails and webhooks are dead-lettered after this many failed delivery attempts.
