@@ -81,20 +81,31 @@ impl MotoServer {
     /// One bare HTTP/1.1 request; the status code, or `None` if the server is not there.
     fn request(&self, method: &str, path: &str) -> Option<u16> {
         let host = self.endpoint.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(host).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).ok()?;
-        let head = std::str::from_utf8(&buf[..n]).ok()?;
-        head.split_whitespace().nth(1)?.parse().ok()
+        status_of(&bare_request(host, method, path)?)
     }
+}
+
+/// One bare HTTP/1.1 request without a body to `host` (`127.0.0.1:PORT`), without a proxy
+/// or an HTTP client (so it works from `Drop` and from synchronous code): the whole
+/// response, or `None` if nothing answered within 10 s.
+pub fn bare_request(host: &str, method: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).ok()?;
+    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The status code of a whole HTTP response as [`bare_request`] returns it.
+pub fn status_of(response: &str) -> Option<u16> {
+    response.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for MotoServer {

@@ -70,7 +70,7 @@ pub struct EngineDeps {
     pub sender: Arc<dyn KeepaliveSender>,
     /// The sessions directory: the profile of session `x` is `<sessions_path>/x`.
     pub sessions_path: PathBuf,
-    /// Seed of every random choice (jitter, intervals, texts, stagger): the same seed
+    /// Seed of every random choice (jitter, intervals, texts): the same seed
     /// replays the same decisions.
     pub seed: u64,
 }
@@ -241,7 +241,8 @@ impl KeepaliveEngine {
         self.inner.events.subscribe()
     }
 
-    /// Starts running `id` now (no stagger). Fails with [`Error::NotFound`] for an unknown
+    /// Starts running `id` now (its launch still takes its turn: `runtime.launch_concurrency`
+    /// and `runtime.start_stagger`). Fails with [`Error::NotFound`] for an unknown
     /// session and [`Error::Conflict`] if it already runs.
     pub async fn start(&self, id: &SessionId) -> Result<()> {
         self.spawn(id).await

@@ -497,8 +497,7 @@ impl Moto {
     }
 
     fn request(&self, method: &str, path: &str) -> Option<u16> {
-        let response = self.request_raw(method, path)?;
-        response.split_whitespace().nth(1)?.parse().ok()
+        whatsapp_tests::s3::status_of(&self.request_raw(method, path)?)
     }
 
     fn request_body(&self, method: &str, path: &str) -> Option<String> {
@@ -506,21 +505,8 @@ impl Moto {
         Some(response.split_once("\r\n\r\n")?.1.to_owned())
     }
 
-    /// One bare HTTP/1.1 request; the whole response, or `None` if nothing answered.
     fn request_raw(&self, method: &str, path: &str) -> Option<String> {
-        let host = format!("127.0.0.1:{}", self.port);
-        let mut stream = TcpStream::connect(&host).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).ok()?;
-        (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+        whatsapp_tests::s3::bare_request(&format!("127.0.0.1:{}", self.port), method, path)
     }
 }
 
