@@ -15,12 +15,15 @@ use crate::types::{
 ///
 /// # Contract
 ///
-/// - **Create** fails with [`crate::Error::Conflict`] when the id exists; nothing is changed.
+/// - **Create** fails with [`crate::Error::Conflict`] when the id exists, or when the tenant
+///   already has a session with the same [`SessionRecord::name`]; nothing is changed. The
+///   same name in another tenant is no conflict.
 /// - **Get** of a missing id returns `Ok(None)`; every other method on a missing id returns
 ///   [`crate::Error::NotFound`] (except `delete`, which is idempotent).
 /// - **Round trip**: a record read back equals the record written, with timestamps truncated
 ///   to microseconds ([`crate::types::truncate_micros`]).
-/// - **List** returns the records that match the filter, ordered by id.
+/// - **List** returns the records that match the filter (tenant, name, statuses), ordered by
+///   id.
 /// - **Update** applies only the fields set in the patch, sets `updated_at`, and returns the
 ///   new record. It never changes `status` or `lease`.
 /// - **Transition** is a compare-and-set on `status`: it succeeds only if the current status

@@ -618,8 +618,14 @@ pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Everything we keep about one session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// The session's id (also its profile directory name).
+    /// The session instance's id: unique across tenants and never reused, it keys the
+    /// profile directory, the backups, the queue and every internal record. A session that
+    /// is deleted and created again under the same [`SessionRecord::name`] gets a new id, so
+    /// nothing of the old login can reach the new instance.
     pub id: SessionId,
+    /// The name its tenant gave it (what the API calls the session id): unique within the
+    /// tenant, free again once the session is deleted.
+    pub name: SessionId,
     /// The tenant that owns it.
     pub tenant: TenantId,
     /// Where e-mails about this session go; none → no e-mails.
@@ -650,16 +656,26 @@ pub struct SessionRecord {
     pub restarts: u32,
     /// How many reconnects were attempted.
     pub reconnects: u32,
+    /// When the current login was linked (a QR scan or pairing code completed); backups
+    /// taken before it belong to an earlier login and are never restored.
+    pub linked_at: Option<DateTime<Utc>>,
     /// Which node runs it, if any.
     pub lease: Option<Lease>,
 }
 
 impl SessionRecord {
-    /// A new record in status [`SessionStatus::Created`], created at `now`.
+    /// A new record in status [`SessionStatus::Created`], created at `now`, named like its
+    /// id (see [`SessionRecord::named`] for an instance id of its own).
     pub fn new(id: SessionId, tenant: TenantId, now: DateTime<Utc>) -> Self {
+        Self::named(id.clone(), id, tenant, now)
+    }
+
+    /// A new record for instance `id`, called `name` by its tenant.
+    pub fn named(id: SessionId, name: SessionId, tenant: TenantId, now: DateTime<Utc>) -> Self {
         let now = truncate_micros(now);
         SessionRecord {
             id,
+            name,
             tenant,
             owner_email: None,
             status: SessionStatus::Created,
@@ -675,6 +691,7 @@ impl SessionRecord {
             last_error: None,
             restarts: 0,
             reconnects: 0,
+            linked_at: None,
             lease: None,
         }
     }
@@ -707,6 +724,8 @@ pub struct SessionPatch {
     pub restarts: Option<u32>,
     /// New reconnect counter.
     pub reconnects: Option<u32>,
+    /// New link time (set when a scan completes, cleared when the login ends).
+    pub linked_at: Option<Option<DateTime<Utc>>>,
 }
 
 impl SessionPatch {
@@ -745,6 +764,9 @@ impl SessionPatch {
         if let Some(v) = self.reconnects {
             r.reconnects = v;
         }
+        if let Some(v) = self.linked_at {
+            r.linked_at = v.map(truncate_micros);
+        }
     }
 
     /// Whether the patch changes nothing.
@@ -758,6 +780,8 @@ impl SessionPatch {
 pub struct SessionFilter {
     /// Only this tenant's sessions.
     pub tenant: Option<TenantId>,
+    /// Only sessions with this name (see [`SessionRecord::name`]).
+    pub name: Option<SessionId>,
     /// Only sessions in one of these statuses (empty: any status).
     pub statuses: Vec<SessionStatus>,
 }
@@ -772,6 +796,7 @@ impl SessionFilter {
     pub fn with_status(statuses: impl IntoIterator<Item = SessionStatus>) -> Self {
         SessionFilter {
             tenant: None,
+            name: None,
             statuses: statuses.into_iter().collect(),
         }
     }
@@ -779,6 +804,7 @@ impl SessionFilter {
     /// Whether `r` passes the filter.
     pub fn matches(&self, r: &SessionRecord) -> bool {
         self.tenant.as_ref().is_none_or(|t| *t == r.tenant)
+            && self.name.as_ref().is_none_or(|n| *n == r.name)
             && (self.statuses.is_empty() || self.statuses.contains(&r.status))
     }
 }

@@ -100,6 +100,16 @@ impl SessionStore for InMemorySessionStore {
                 record.id
             )));
         }
+        if inner
+            .records
+            .values()
+            .any(|r| r.tenant == record.tenant && r.name == record.name)
+        {
+            return Err(Error::Conflict(format!(
+                "tenant {} already has a session named {}",
+                record.tenant, record.name
+            )));
+        }
         inner.records.insert(record.id.clone(), as_stored(record));
         Ok(())
     }

@@ -249,13 +249,14 @@ impl fmt::Debug for RedactedUrl {
 }
 
 /// The columns of `sessions`, in the order [`SessionRow`] reads them.
-pub(crate) const SESSION_COLUMNS: &str = "id, tenant, owner_email, status, wid, push_name, \
+pub(crate) const SESSION_COLUMNS: &str = "id, name, tenant, owner_email, status, wid, push_name, \
      created_at, updated_at, last_seen_at, last_connected_at, last_activity_at, \
-     last_backup_at, expires_at, last_error, restarts, reconnects, lease_node, lease_expires_at";
+     last_backup_at, expires_at, last_error, restarts, reconnects, linked_at, lease_node, lease_expires_at";
 
 /// One `sessions` row with timestamps already decoded, shared by the backends.
 pub(crate) struct SessionRow {
     pub id: String,
+    pub name: String,
     pub tenant: String,
     pub owner_email: Option<String>,
     pub status: String,
@@ -271,6 +272,7 @@ pub(crate) struct SessionRow {
     pub last_error: Option<String>,
     pub restarts: i64,
     pub reconnects: i64,
+    pub linked_at: Option<DateTime<Utc>>,
     pub lease_node: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
@@ -321,7 +323,9 @@ impl SessionRow {
             last_error: self.last_error,
             restarts: counter("restarts", self.restarts)?,
             reconnects: counter("reconnects", self.reconnects)?,
+            linked_at: self.linked_at,
             lease,
+            name: SessionId::new(self.name).map_err(|e| corrupt("name", e))?,
             id: SessionId::new(id.clone()).map_err(|e| corrupt("id", e))?,
         })
     }
@@ -476,6 +480,9 @@ macro_rules! push_patch {
         }
         if let Some(v) = patch.reconnects {
             qb.push(", reconnects = ").push_bind(i64::from(v));
+        }
+        if let Some(v) = patch.linked_at {
+            qb.push(", linked_at = ").push_bind(v.map(ts));
         }
     }};
 }

@@ -176,6 +176,7 @@ fn decode(row: &PgRow) -> Result<SessionRecord> {
     let get = |e| map_sqlx(BACKEND, e);
     SessionRow {
         id: row.try_get("id").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
         tenant: row.try_get("tenant").map_err(get)?,
         owner_email: row.try_get("owner_email").map_err(get)?,
         status: row.try_get("status").map_err(get)?,
@@ -191,6 +192,7 @@ fn decode(row: &PgRow) -> Result<SessionRecord> {
         last_error: row.try_get("last_error").map_err(get)?,
         restarts: row.try_get("restarts").map_err(get)?,
         reconnects: row.try_get("reconnects").map_err(get)?,
+        linked_at: row.try_get("linked_at").map_err(get)?,
         lease_node: row.try_get("lease_node").map_err(get)?,
         lease_expires_at: row.try_get("lease_expires_at").map_err(get)?,
     }
@@ -208,10 +210,11 @@ impl SessionStore for PostgresSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         );
         let result = sqlx::query(&sql)
             .bind(r.id.as_str())
+            .bind(r.name.as_str())
             .bind(r.tenant.as_str())
             .bind(r.owner_email.as_ref().map(|e| e.as_str()))
             .bind(r.status.as_str())
@@ -227,6 +230,7 @@ impl SessionStore for PostgresSessionStore {
             .bind(r.last_error.as_deref())
             .bind(i64::from(r.restarts))
             .bind(i64::from(r.reconnects))
+            .bind(r.linked_at.map(ts))
             .bind(r.lease.as_ref().map(|l| l.node.as_str()))
             .bind(r.lease.as_ref().map(|l| ts(l.expires_at)))
             .execute(&self.pool)
@@ -236,7 +240,10 @@ impl SessionStore for PostgresSessionStore {
             Err(sqlx::Error::Database(e))
                 if e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
             {
-                Err(Error::Conflict(format!("session {} already exists", r.id)))
+                Err(Error::Conflict(format!(
+                    "session {} already exists, or tenant {} has a session named {}",
+                    r.id, r.tenant, r.name
+                )))
             }
             Err(e) => Err(map_sqlx(BACKEND, e)),
         }
@@ -252,6 +259,9 @@ impl SessionStore for PostgresSessionStore {
         if let Some(tenant) = &filter.tenant {
             qb.push(" AND tenant = ")
                 .push_bind(tenant.as_str().to_owned());
+        }
+        if let Some(name) = &filter.name {
+            qb.push(" AND name = ").push_bind(name.as_str().to_owned());
         }
         if !filter.statuses.is_empty() {
             let statuses: Vec<String> = filter

@@ -248,6 +248,7 @@ fn decode(row: &SqliteRow) -> Result<SessionRecord> {
     let get = |e| map_sqlx(BACKEND, e);
     SessionRow {
         id: row.try_get("id").map_err(get)?,
+        name: row.try_get("name").map_err(get)?,
         tenant: row.try_get("tenant").map_err(get)?,
         owner_email: row.try_get("owner_email").map_err(get)?,
         status: row.try_get("status").map_err(get)?,
@@ -263,6 +264,7 @@ fn decode(row: &SqliteRow) -> Result<SessionRecord> {
         last_error: row.try_get("last_error").map_err(get)?,
         restarts: row.try_get("restarts").map_err(get)?,
         reconnects: row.try_get("reconnects").map_err(get)?,
+        linked_at: get_opt_ts("linked_at")?,
         lease_node: row.try_get("lease_node").map_err(get)?,
         lease_expires_at: get_opt_ts("lease_expires_at")?,
     }
@@ -274,10 +276,11 @@ impl SessionStore for SqliteSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         let result = sqlx::query(&sql)
             .bind(r.id.as_str())
+            .bind(r.name.as_str())
             .bind(r.tenant.as_str())
             .bind(r.owner_email.as_ref().map(|e| e.as_str()))
             .bind(r.status.as_str())
@@ -293,6 +296,7 @@ impl SessionStore for SqliteSessionStore {
             .bind(r.last_error.as_deref())
             .bind(i64::from(r.restarts))
             .bind(i64::from(r.reconnects))
+            .bind(r.linked_at.map(micros))
             .bind(r.lease.as_ref().map(|l| l.node.as_str()))
             .bind(r.lease.as_ref().map(|l| micros(l.expires_at)))
             .execute(&self.pool)
@@ -302,7 +306,10 @@ impl SessionStore for SqliteSessionStore {
             Err(sqlx::Error::Database(e))
                 if e.kind() == sqlx::error::ErrorKind::UniqueViolation =>
             {
-                Err(Error::Conflict(format!("session {} already exists", r.id)))
+                Err(Error::Conflict(format!(
+                    "session {} already exists, or tenant {} has a session named {}",
+                    r.id, r.tenant, r.name
+                )))
             }
             Err(e) => Err(map_sqlx(BACKEND, e)),
         }
@@ -319,6 +326,9 @@ impl SessionStore for SqliteSessionStore {
         if let Some(tenant) = &filter.tenant {
             qb.push(" AND tenant = ")
                 .push_bind(tenant.as_str().to_owned());
+        }
+        if let Some(name) = &filter.name {
+            qb.push(" AND name = ").push_bind(name.as_str().to_owned());
         }
         if !filter.statuses.is_empty() {
             qb.push(" AND status IN (");

@@ -36,6 +36,11 @@ pub async fn run_all(store: &dyn SessionStore) {
         missing_ids_are_not_found(store),
     )
     .await;
+    r.case(
+        "names_are_unique_per_tenant",
+        names_are_unique_per_tenant(store),
+    )
+    .await;
     r.case("round_trip_equals", round_trip_equals(store)).await;
     r.case("list_filters_and_orders", list_filters_and_orders(store))
         .await;
@@ -79,6 +84,7 @@ pub fn as_stored(record: &SessionRecord) -> SessionRecord {
     r.last_activity_at = r.last_activity_at.map(truncate_micros);
     r.last_backup_at = r.last_backup_at.map(truncate_micros);
     r.expires_at = r.expires_at.map(truncate_micros);
+    r.linked_at = r.linked_at.map(truncate_micros);
     if let Some(lease) = &mut r.lease {
         lease.expires_at = truncate_micros(lease.expires_at);
     }
@@ -129,6 +135,7 @@ impl Keys {
 /// A record with every field set, timestamps with nanoseconds, awkward text.
 fn full_record(id: SessionId, tenant: TenantId, status: SessionStatus) -> SessionRecord {
     SessionRecord {
+        name: id.clone(),
         id,
         tenant,
         owner_email: Some(EmailAddress::new("owner@example.com").expect("valid e-mail")),
@@ -145,6 +152,7 @@ fn full_record(id: SessionId, tenant: TenantId, status: SessionStatus) -> Sessio
         last_error: Some("line 1\nline 2: it's \"broken\"; -- %_\\".to_owned()),
         restarts: u32::MAX,
         reconnects: 7,
+        linked_at: Some(t(6)),
         lease: None,
     }
 }
@@ -268,7 +276,8 @@ pub async fn round_trip_equals(store: &dyn SessionStore) {
             status,
         ));
     }
-    let mut minimal = SessionRecord::new(k.id("minimal"), tenant.clone(), t(0));
+    let mut minimal =
+        SessionRecord::named(k.id("minimal"), k.id("minimal-name"), tenant.clone(), t(0));
     minimal.created_at = t(0);
     minimal.updated_at = t(0);
     written.push(minimal);
@@ -300,6 +309,7 @@ pub async fn round_trip_equals(store: &dyn SessionStore) {
     let listed = store
         .list(&SessionFilter {
             tenant: Some(tenant),
+            name: None,
             statuses: vec![],
         })
         .await
@@ -310,6 +320,46 @@ pub async fn round_trip_equals(store: &dyn SessionStore) {
     );
     let ids: Vec<SessionId> = written.iter().map(|r| r.id.clone()).collect();
     cleanup(store, &ids).await;
+}
+
+/// **Create** refuses a second session of one tenant with the same name (whatever its id),
+/// accepts the same name in another tenant, and **list** finds a session by tenant and name.
+/// After a delete the name is free again for a new instance.
+pub async fn names_are_unique_per_tenant(store: &dyn SessionStore) {
+    let k = Keys::new("names");
+    let (ta, tb) = (k.tenant("ta"), k.tenant("tb"));
+    let name = k.id("shop");
+    let first = SessionRecord::named(k.id("i1"), name.clone(), ta.clone(), t(0));
+    store.create(&first).await.expect("create the first instance");
+    let again = SessionRecord::named(k.id("i2"), name.clone(), ta.clone(), t(1));
+    match store.create(&again).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a second {name} in tenant {ta} must conflict, got {other:?}"),
+    }
+    assert!(
+        store.get(&again.id).await.expect("get").is_none(),
+        "a refused create must store nothing"
+    );
+    let other_tenant = SessionRecord::named(k.id("i3"), name.clone(), tb.clone(), t(2));
+    store
+        .create(&other_tenant)
+        .await
+        .expect("the same name in another tenant is no conflict");
+    let by_name = store
+        .list(&SessionFilter {
+            tenant: Some(ta.clone()),
+            name: Some(name.clone()),
+            statuses: vec![],
+        })
+        .await
+        .expect("list by tenant and name");
+    assert_eq!(by_name, vec![as_stored(&first)], "list by tenant and name");
+    store.delete(&first.id).await.expect("delete");
+    store
+        .create(&again)
+        .await
+        .expect("after a delete the name is free for a new instance");
+    cleanup(store, &[again.id, other_tenant.id]).await;
 }
 
 /// **List** returns the records matching the filter (tenant, any of the statuses), ordered
@@ -347,6 +397,7 @@ pub async fn list_filters_and_orders(store: &dyn SessionStore) {
     let list = |tenant: Option<&TenantId>, statuses: Vec<SessionStatus>| {
         let filter = SessionFilter {
             tenant: tenant.cloned(),
+            name: None,
             statuses,
         };
         async move {
@@ -446,11 +497,13 @@ pub async fn update_applies_only_patch(store: &dyn SessionStore) {
             last_error: Some(Some("went wrong".to_owned())),
             restarts: Some(0),
             reconnects: Some(u32::MAX),
+            linked_at: Some(Some(t(46))),
         },
         // Clearing the rest of the nullable fields.
         SessionPatch {
             wid: Some(None),
             last_error: Some(None),
+            linked_at: Some(None),
             ..SessionPatch::default()
         },
         // Nothing: only updated_at moves.
@@ -785,6 +838,7 @@ pub async fn delete_is_idempotent(store: &dyn SessionStore) {
     let listed = store
         .list(&SessionFilter {
             tenant: Some(k.tenant("t")),
+            name: None,
             statuses: vec![],
         })
         .await
