@@ -982,7 +982,7 @@ impl SessionTask {
                 kind: kind.clone(),
                 to,
                 data: serde_json::json!({
-                    "session_id": id.as_str(),
+                    "session_id": record.name.as_str(),
                     "phone": record.wid.as_ref().map(|w| w.user().to_owned()),
                     "push_name": record.push_name,
                     "at": at.to_rfc3339(),

@@ -33,8 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whatsapp_chromium::ChromiumDriver;
 use whatsapp_core::{
-    BrowserDriver, Clock, Error, Result, SessionId, SessionStatus, SessionStore, SystemClock,
-    TenantId,
+    BrowserDriver, Clock, Error, Result, SessionId, SessionRecord, SessionStatus, SessionStore,
+    SystemClock, TenantId,
 };
 use whatsapp_keepalive::{EngineDeps, EngineEvent, KeepaliveEngine};
 use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3BackupSink};
@@ -100,7 +100,9 @@ impl Services {
     }
 
     /// Starts `id` in the engine and its message worker. A session that already runs is
-    /// left alone (`Ok(false)`).
+    /// left alone (`Ok(false)`), except one the engine holds but no longer drives: logged
+    /// out (its device was unlinked; the start relaunches it for a new QR) or given up on
+    /// (a crash loop or a fatal state): those are restarted (`Ok(true)`).
     pub async fn start_session(&self, id: &SessionId) -> Result<bool> {
         match self.engine.start(id).await {
             Ok(()) => {
@@ -108,12 +110,77 @@ impl Services {
                 Ok(true)
             }
             Err(Error::Conflict(_)) => {
+                let stuck = self
+                    .engine
+                    .snapshot(id)
+                    .is_some_and(|s| s.gave_up || s.status == SessionStatus::LoggedOut);
+                if stuck {
+                    self.engine.restart(id).await?;
+                }
                 self.messaging.start(id);
-                Ok(false)
+                Ok(stuck)
             }
             Err(e) => Err(e),
         }
     }
+
+    /// Deletes `record`'s session for good: logs its device out if it runs (so the phone
+    /// unlinks it), stops it, removes the record, the profile directory and quarantines its
+    /// backups ([`BackupManager::quarantine`]). The record goes first, so nothing can start
+    /// the session again meanwhile; a quarantine that fails now (backup store down) is
+    /// finished by the daily sweep of orphaned backups ([`crate::jobs`]).
+    pub async fn delete_session(&self, record: &SessionRecord) -> Result<()> {
+        let id = &record.id;
+        self.messaging.stop(id).await;
+        let linked_and_running = self.engine.snapshot(id).is_some()
+            && matches!(
+                record.status,
+                SessionStatus::Ready
+                    | SessionStatus::Reconnecting
+                    | SessionStatus::Disconnected
+                    | SessionStatus::Authenticating
+            );
+        let closed = if linked_and_running {
+            self.engine.logout(id).await
+        } else {
+            self.engine.stop(id).await
+        };
+        match closed {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.sessions.delete(id).await?;
+        let dir = self.profile_dir(id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(session = %id, error = %e, "could not remove the profile directory");
+        }
+        // What a restore may have put aside holds the same login.
+        let aside = self
+            .config
+            .sessions_path
+            .join(format!(".{}.before-restore", id.as_str()));
+        let _ = tokio::fs::remove_dir_all(&aside).await;
+        if let Err(e) = self
+            .backups
+            .quarantine(id, Some(&record.tenant), Some(&record.name))
+            .await
+        {
+            tracing::warn!(session = %id, error = %e, "could not quarantine the backups of a deleted session; the daily sweep retries");
+        }
+        tracing::info!(session = %id, logged_out = linked_and_running, "session deleted");
+        Ok(())
+    }
+}
+
+/// A new session instance id: random, never reused (`s` and 24 hex digits).
+pub fn new_instance_id() -> SessionId {
+    let bits: u128 = rand::random::<u128>() >> 32;
+    SessionId::new(format!("s{bits:024x}")).expect("s + 24 hex digits is a valid session id")
+}
+
+impl Services {
 
     /// Stops `id`'s message worker and browser (the login stays in the profile).
     pub async fn stop_session(&self, id: &SessionId) -> Result<()> {
@@ -240,6 +307,7 @@ impl App {
                 clock: clock.clone(),
                 backup: Arc::new(
                     ManagedBackup::new(backups.clone(), &config.sessions_path)
+                        .with_store(stores.sessions.clone())
                         .with_metrics(metrics.clone()),
                 ),
                 sender: Arc::new(QueueSender::new(messaging.clone())),
@@ -282,7 +350,10 @@ impl App {
         let sessions = state.sessions.clone();
         workers.push(state.realtime.forward(state.engine.subscribe(), move |id| {
             let sessions = sessions.clone();
-            async move { sessions.get(&id).await.ok().flatten().map(|r| r.tenant) }
+            async move {
+                let r = sessions.get(&id).await.ok().flatten()?;
+                Some((r.tenant, r.name))
+            }
         }));
         workers.push(tokio::spawn(forward_webhooks(
             state.clone(),
@@ -411,12 +482,14 @@ async fn forward_webhooks(
             }
             Err(RecvError::Closed) => return,
         };
-        let Some((session, kind, data)) = webhook_event(&event) else {
+        let Some((session, kind, mut data)) = webhook_event(&event) else {
             continue;
         };
         let Ok(Some(record)) = state.sessions.get(&session).await else {
             continue;
         };
+        // The tenant knows its session by name; the instance id stays internal.
+        data["session_id"] = record.name.as_str().into();
         if !tenant_has_webhook(&state, &record.tenant).await {
             continue;
         }

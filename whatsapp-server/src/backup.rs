@@ -8,18 +8,23 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use whatsapp_core::{Error, Result, SessionId};
+use whatsapp_core::{Error, Result, SessionId, SessionStore};
 use whatsapp_keepalive::SessionBackup;
-use whatsapp_storage::backup::BackupManager;
+use whatsapp_storage::backup::{BackupManager, BackupOwner};
 
 use crate::metrics::Metrics;
 
 /// Backs up `<sessions_path>/<session>` through a [`BackupManager`].
+///
+/// With [`ManagedBackup::with_store`] each backup records the session's tenant and a restore
+/// takes only backups of the same instance and tenant, taken since the current link
+/// ([`BackupOwner::of`]); without it only the instance id is checked.
 #[derive(Debug, Clone)]
 pub struct ManagedBackup {
     manager: Arc<BackupManager>,
     sessions_path: PathBuf,
     metrics: Option<Metrics>,
+    store: Option<Arc<dyn SessionStore>>,
 }
 
 impl ManagedBackup {
@@ -29,6 +34,26 @@ impl ManagedBackup {
             manager,
             sessions_path: sessions_path.into(),
             metrics: None,
+            store: None,
+        }
+    }
+
+    /// Reads each session's record from `store` to know its tenant and link time.
+    pub fn with_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Who owns `session`'s backups: from its record when a store is set. A session whose
+    /// record is gone has no owner to restore for ([`Error::NotFound`]).
+    async fn owner(&self, session: &SessionId) -> Result<BackupOwner> {
+        match &self.store {
+            None => Ok(BackupOwner::session(session)),
+            Some(store) => store
+                .get(session)
+                .await?
+                .map(|r| BackupOwner::of(&r))
+                .ok_or_else(|| Error::not_found(format!("session {session}"))),
         }
     }
 
@@ -48,9 +73,10 @@ impl ManagedBackup {
 impl SessionBackup for ManagedBackup {
     async fn backup(&self, session: &SessionId) -> Result<()> {
         let started = Instant::now();
+        let owner = self.owner(session).await?;
         let outcome = self
             .manager
-            .backup_session(session, &self.sessions_path.join(session.as_str()))
+            .backup_owned(&owner, &self.sessions_path.join(session.as_str()))
             .await;
         if let Some(m) = &self.metrics {
             let (ok, bytes) = match &outcome {
@@ -72,7 +98,8 @@ impl SessionBackup for ManagedBackup {
     }
 
     async fn restore_login(&self, session: &SessionId) -> Result<bool> {
-        let Some(record) = self.manager.newest_verified(session).await? else {
+        let owner = self.owner(session).await?;
+        let Some(record) = self.manager.newest_restorable(&owner).await? else {
             return Ok(false);
         };
         self.manager
@@ -83,9 +110,10 @@ impl SessionBackup for ManagedBackup {
     }
 
     async fn prepare_profile(&self, session: &SessionId) -> Result<&'static str> {
+        let owner = self.owner(session).await?;
         let outcome = self
             .manager
-            .restore(session, &self.sessions_path.join(session.as_str()))
+            .restore_owned(&owner, &self.sessions_path.join(session.as_str()))
             .await?;
         Ok(outcome.path())
     }

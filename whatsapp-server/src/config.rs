@@ -199,6 +199,11 @@ pub struct ServerConfig {
     #[arg(long, env = "BACKUP_RETENTION_DAYS", default_value_t = 30)]
     pub backup_retention_days: u32,
 
+    /// How many days a deleted session's backups stay in quarantine (recoverable by the
+    /// admin only) before they are purged.
+    #[arg(long, env = "DELETED_BACKUP_RETENTION_DAYS", default_value_t = 7)]
+    pub deleted_backup_retention_days: u32,
+
     /// The time zone of schedules (an IANA name such as `Europe/Madrid`). Default: TZ, then UTC.
     #[arg(long, env = "TIME_ZONE")]
     pub time_zone: Option<String>,
@@ -333,6 +338,8 @@ pub struct CheckedServerConfig {
     pub pacing: Pacing,
     /// Renewal reminders' horizon, in days.
     pub renewal_reminder_days: u32,
+    /// How long a deleted session's backups stay in quarantine.
+    pub deleted_backup_retention: Duration,
     /// Where `service_alert` e-mails go.
     pub alert_email: Option<EmailAddress>,
     /// Delivery of e-mails and webhooks: retries, dead letters, time-outs.
@@ -401,6 +408,7 @@ impl fmt::Debug for CheckedServerConfig {
             .field("node_id", &self.node_id)
             .field("pacing", &self.pacing)
             .field("renewal_reminder_days", &self.renewal_reminder_days)
+            .field("deleted_backup_retention", &self.deleted_backup_retention)
             .field("alert_email", &self.alert_email)
             .field("outbox", &self.outbox)
             .field("keepalive", &self.keepalive)
@@ -452,6 +460,10 @@ impl fmt::Debug for ServerConfig {
             )
             .field("backup_cron", &self.backup_cron)
             .field("backup_retention_days", &self.backup_retention_days)
+            .field(
+                "deleted_backup_retention_days",
+                &self.deleted_backup_retention_days,
+            )
             .field("time_zone", &self.time_zone)
             .field("tz", &self.tz)
             .field("keepalive_target", &self.keepalive_target)
@@ -760,6 +772,12 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
+        if self.deleted_backup_retention_days == 0 {
+            return Err(ConfigError::new(
+                "DELETED_BACKUP_RETENTION_DAYS",
+                "must be at least 1",
+            ));
+        }
 
         let mut keepalive = KeepaliveConfig::default();
         keepalive.backup.cron = self.backup_cron.trim().to_owned();
@@ -898,6 +916,9 @@ impl ServerConfig {
             node_id,
             pacing,
             renewal_reminder_days: self.renewal_reminder_days,
+            deleted_backup_retention: Duration::from_secs(
+                u64::from(self.deleted_backup_retention_days) * 24 * 60 * 60,
+            ),
             alert_email,
             outbox,
             keepalive,

@@ -6,8 +6,8 @@
 //! | [`clean_number_cache`] | 03:00 daily | deletes phone-number checks older than 24 h |
 //! | [`send_renewal_reminders`] | 09:00 daily | e-mails owners whose session expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`]) days |
 //! | [`monitor`] | hourly, at :00 | logs sessions per status; warns for sessions not ready for over an hour |
-//! | [`health_check`] | every 5 minutes | restarts stuck sessions and starts those that should run |
-//! | [`clean_up`] | hourly, at :30 | removes orphan profiles, stops deleted sessions, ends stray browsers |
+//! | [`health_check`] | every 5 minutes | restarts stuck sessions, starts those that should run, notices a profile deleted under a running session |
+//! | [`clean_up`] | hourly, at :30 | removes orphan profiles, stops deleted sessions, ends stray browsers, quarantines orphaned backups, purges old quarantine |
 //!
 //! Times are cron patterns ([`croner`]) in the configured time zone
 //! ([`CheckedServerConfig::time_zone`](crate::config::CheckedServerConfig)), read from the
@@ -261,7 +261,7 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
             kind: NotificationKind::RenewalReminder,
             to,
             data: serde_json::json!({
-                "session_id": r.id.as_str(),
+                "session_id": r.name.as_str(),
                 "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "days_left": days_left,
             }),
@@ -288,8 +288,10 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
 /// Restarts stuck sessions: records in `starting` or `authenticating` not updated for 10
 /// minutes are restarted, and records whose status says they should run (`ready`,
 /// `reconnecting`, `disconnected`) but that the engine does not run are started. Sessions
-/// the engine gave up on are left alone: they wait for someone to act. Returns the ids
-/// acted on.
+/// the engine gave up on are left alone: they wait for someone to act.
+///
+/// A `ready` session whose profile directory (or its WhatsApp IndexedDB) vanished under the
+/// running browser is noticed too ([`lost_profile`]). Returns the ids acted on.
 pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     let now = state.clock.now();
     let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
@@ -308,6 +310,16 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
             r.status,
             SessionStatus::Ready | SessionStatus::Reconnecting | SessionStatus::Disconnected
         );
+        if is_running
+            && r.status == SessionStatus::Ready
+            && let Some(missing) = profile_missing(state, &r.id)
+        {
+            match lost_profile(state, &r, &missing).await {
+                Ok(()) => acted.push(r.id),
+                Err(e) => tracing::warn!(session = %r.id, error = %e, "could not act on a lost profile"),
+            }
+            continue;
+        }
         let outcome = if stuck && is_running {
             tracing::warn!(session = %r.id, status = %r.status, since = %r.updated_at, "session stuck; restarting it");
             state.engine.restart(&r.id).await.map(|()| true)
@@ -327,6 +339,58 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     Ok(acted)
 }
 
+/// What is missing of a running session's profile on disk, if anything: the directory, or
+/// the WhatsApp origin's IndexedDB in it (cheap checks only: the files of a running browser
+/// change all the time).
+fn profile_missing(state: &Services, id: &SessionId) -> Option<String> {
+    let dir = state.profile_dir(id);
+    if !dir.is_dir() {
+        return Some(format!("the profile directory {} is gone", dir.display()));
+    }
+    let idb = whatsapp_storage::backup::profile::indexeddb_dir(&state.backups.config().origin)
+        .ok()?;
+    (!dir.join(&idb).is_dir()).then(|| format!("{} is gone from the profile", idb.display()))
+}
+
+/// A profile deleted under a running session: the login now lives only in the browser's
+/// memory, and the next relaunch would ask for a QR (or, without the link-time rule, restore
+/// an older login). With a verified backup taken since the current link, the session is
+/// relaunched at once onto that backup; without one it is marked `error` with the reason,
+/// so an operator sees it before a restart loses the login.
+pub async fn lost_profile(
+    state: &Services,
+    record: &whatsapp_core::SessionRecord,
+    missing: &str,
+) -> Result<()> {
+    let owner = whatsapp_storage::backup::BackupOwner::of(record);
+    let backup = state.backups.newest_restorable(&owner).await?;
+    let now = state.clock.now();
+    let message = match &backup {
+        Some(b) => format!(
+            "{missing} under the running session; relaunched onto backup {} (taken {})",
+            b.key,
+            b.created_at.to_rfc3339()
+        ),
+        None => format!(
+            "{missing} under the running session and no backup since the current link: the login lives only in the running browser; a relaunch will need a new QR scan"
+        ),
+    };
+    tracing::error!(session = %record.id, "{message}");
+    let patch = whatsapp_core::SessionPatch {
+        last_error: Some(Some(message)),
+        ..Default::default()
+    };
+    state.sessions.update(&record.id, &patch, now).await?;
+    match backup {
+        Some(_) => state.engine.restart(&record.id).await,
+        None => state
+            .sessions
+            .transition(&record.id, &[SessionStatus::Ready], SessionStatus::Error, now)
+            .await
+            .map(|_| ()),
+    }
+}
+
 /// What [`clean_up`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CleanUpReport {
@@ -336,6 +400,12 @@ pub struct CleanUpReport {
     pub stopped_sessions: Vec<SessionId>,
     /// Browser processes on a profile of no running session that were sent `SIGTERM`.
     pub terminated_processes: Vec<u32>,
+    /// Session instances with backups but no record (deleted, or a quarantine that failed
+    /// at the deletion) whose backups were moved to quarantine.
+    pub quarantined_sessions: Vec<SessionId>,
+    /// Deleted sessions whose quarantined backups outlived `DELETED_BACKUP_RETENTION_DAYS`
+    /// and were purged.
+    pub purged_sessions: Vec<SessionId>,
 }
 
 /// Hourly clean-up:
@@ -346,7 +416,14 @@ pub struct CleanUpReport {
 ///    never followed, and other names are left alone;
 /// 2. sessions the engine runs whose record was deleted are stopped;
 /// 3. browser processes whose `--user-data-dir` is `<sessions path>/<id>` for an `<id>`
-///    the engine does not run get `SIGTERM` (never this process nor pid 1).
+///    the engine does not run get `SIGTERM` (never this process nor pid 1);
+/// 4. backups of session instances that have no record (and that the engine does not run)
+///    are quarantined, out of every session's reach (a deletion whose quarantine failed, or
+///    leftovers from before deletions quarantined);
+/// 5. quarantined backups older than `DELETED_BACKUP_RETENTION_DAYS` are purged.
+///
+/// Steps 4 and 5 need the backup store; when it is down they are logged and tried again at
+/// the next run.
 pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
     let mut report = CleanUpReport::default();
     let records = state.sessions.list(&SessionFilter::all()).await?;
@@ -411,7 +488,37 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
             }
         }
     }
+
+    // 4 and 5. Orphaned backups and old quarantine.
+    if let Err(e) = sweep_backups(state, &mut report).await {
+        tracing::warn!(error = %e, "backup sweep failed; trying again at the next clean-up");
+    }
     Ok(report)
+}
+
+async fn sweep_backups(state: &Services, report: &mut CleanUpReport) -> Result<()> {
+    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
+    for id in state.backups.sessions_with_backups().await? {
+        if running.contains(&id) || state.sessions.get(&id).await?.is_some() {
+            continue;
+        }
+        let tenant = state
+            .backups
+            .list(&id)
+            .await?
+            .into_iter()
+            .rev()
+            .find_map(|b| b.tenant);
+        state.backups.quarantine(&id, tenant.as_ref(), None).await?;
+        report.quarantined_sessions.push(id);
+    }
+    let retention = chrono::Duration::from_std(state.config.deleted_backup_retention)
+        .map_err(|_| Error::invalid("DELETED_BACKUP_RETENTION_DAYS", "out of range"))?;
+    report.purged_sessions = state
+        .backups
+        .purge_quarantined(state.clock.now() - retention)
+        .await?;
+    Ok(())
 }
 
 /// The directories under `root` that [`clean_up`] removes (see there).

@@ -137,6 +137,18 @@ impl RealtimeEvent {
         }
     }
 
+    /// The same event about `session` (the name its tenant knows it by).
+    pub fn for_session(mut self, session: SessionId) -> Self {
+        match &mut self {
+            RealtimeEvent::Qr { session_id, .. }
+            | RealtimeEvent::Authenticated { session_id }
+            | RealtimeEvent::Ready { session_id }
+            | RealtimeEvent::Status { session_id, .. }
+            | RealtimeEvent::Disconnected { session_id, .. } => *session_id = session,
+        }
+        self
+    }
+
     /// The session the event is about.
     pub fn session_id(&self) -> &SessionId {
         match self {
@@ -290,7 +302,8 @@ impl RealtimeHub {
     }
 
     /// Spawns a task that publishes every engine event (mapped by [`map_engine_event`]) to the
-    /// session's tenant, found with `tenant_of` (e.g. a session-store lookup). Events of
+    /// session's tenant, found with `tenant_of` (e.g. a session-store lookup) with the name
+    /// the tenant knows the session by (every payload's `session_id`). Events of
     /// sessions without a tenant are dropped; if the receiver lagged, the missed events are
     /// skipped with a warning. The task ends when the engine's sender is dropped.
     pub fn forward<F, Fut>(
@@ -300,7 +313,7 @@ impl RealtimeHub {
     ) -> JoinHandle<()>
     where
         F: Fn(SessionId) -> Fut + Send + 'static,
-        Fut: Future<Output = Option<TenantId>> + Send,
+        Fut: Future<Output = Option<(TenantId, SessionId)>> + Send,
     {
         let hub = self.clone();
         tokio::spawn(async move {
@@ -317,15 +330,15 @@ impl RealtimeHub {
                 let Some(first) = mapped.first() else {
                     continue;
                 };
-                let Some(tenant) = tenant_of(first.session_id().clone()).await else {
+                let Some((tenant, name)) = tenant_of(first.session_id().clone()).await else {
                     tracing::debug!(
                         session = first.session_id().as_ref(),
                         "no tenant for session; event not published"
                     );
                     continue;
                 };
-                for e in &mapped {
-                    hub.publish(&tenant, e).await;
+                for e in mapped {
+                    hub.publish(&tenant, &e.for_session(name.clone())).await;
                 }
             }
         })

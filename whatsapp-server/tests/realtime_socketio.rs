@@ -178,11 +178,12 @@ async fn each_client_receives_only_its_tenants_sessions() {
     // The engine's events go through the forwarder; the tenant lookup stands in for the store.
     let (tx, rx) = broadcast::channel(64);
     let forwarder = hub.forward(rx, |s: SessionId| async move {
-        match s.as_ref() {
-            "s-a" => Some(TenantId::new("tenant-a").unwrap()),
-            "s-b" => Some(TenantId::new("tenant-b").unwrap()),
-            _ => None,
-        }
+        let tenant = match s.as_ref() {
+            "s-a" => TenantId::new("tenant-a").unwrap(),
+            "s-b" => TenantId::new("tenant-b").unwrap(),
+            _ => return None,
+        };
+        Some((tenant, s))
     });
     let sa = SessionId::new("s-a").unwrap();
     let sb = SessionId::new("s-b").unwrap();

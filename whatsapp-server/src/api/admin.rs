@@ -9,10 +9,12 @@ use axum::routing::{delete, get, post, put};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use whatsapp_core::{Error, TenantId};
+use whatsapp_core::{Error, SessionFilter, SessionId, SessionRecord, SessionStatus, TenantId};
+use whatsapp_storage::backup::QuarantinedSession;
 use whatsapp_storage::store::{ApiKeyRecord, NewTenant, OutboxItem, OutboxStatus, TenantRecord};
 
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, require_admin};
+use super::sessions::SessionView;
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json, require_admin};
 use crate::app::AppState;
 use crate::auth::{Caller, generate_key, key_hash, key_id};
 
@@ -28,6 +30,11 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/outbox", get(list_outbox))
         .route("/outbox/{item}/replay", post(replay_outbox))
+        .route("/admin/deleted-sessions", get(list_deleted_sessions))
+        .route(
+            "/admin/deleted-sessions/{instance}/recover",
+            post(recover_deleted_session),
+        )
 }
 
 /// A tenant.
@@ -150,6 +157,7 @@ pub async fn delete_tenant(
     let tenant = TenantId::new(&tenant)?;
     let filter = whatsapp_core::SessionFilter {
         tenant: Some(tenant.clone()),
+        name: None,
         statuses: Vec::new(),
     };
     let sessions = state.sessions.list(&filter).await?;
@@ -505,4 +513,129 @@ pub async fn replay_outbox(
         .await?;
     state.outbox.wake();
     Ok(Json(item.into()))
+}
+
+/// A deleted session whose backups wait in quarantine.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedSessionView {
+    /// The deleted session instance (what `recover` takes).
+    pub instance_id: String,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// The id its tenant had given it.
+    pub name: Option<String>,
+    /// When it was deleted.
+    pub deleted_at: DateTime<Utc>,
+    /// When its backups are purged (`DELETED_BACKUP_RETENTION` after the deletion).
+    pub purge_after: DateTime<Utc>,
+    /// Backup objects waiting (archives and their records).
+    pub objects: usize,
+}
+
+impl DeletedSessionView {
+    fn build(q: QuarantinedSession, retention: std::time::Duration) -> Self {
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        DeletedSessionView {
+            instance_id: q.session.as_str().to_owned(),
+            tenant: q.tenant.map(|t| t.as_str().to_owned()),
+            name: q.name.map(|n| n.as_str().to_owned()),
+            purge_after: q
+                .deleted_at
+                .checked_add_signed(retention)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            deleted_at: q.deleted_at,
+            objects: q.objects,
+        }
+    }
+}
+
+/// Deleted sessions whose backups are kept in quarantine (admin only): no tenant can see or
+/// restore them; the admin can give one back with `recover` until it is purged.
+#[utoipa::path(get, path = "/api/admin/deleted-sessions", tag = "tenants",
+    responses((status = 200, body = Vec<DeletedSessionView>), (status = 403, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_deleted_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<DeletedSessionView>>, ApiError> {
+    require_admin(&caller)?;
+    let retention = state.config.deleted_backup_retention;
+    let list = state.backups.list_quarantined().await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|q| DeletedSessionView::build(q, retention))
+            .collect(),
+    ))
+}
+
+/// `POST /api/admin/deleted-sessions/{instance}/recover` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// The id to give the session back under in its tenant (default the id it had).
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Gives a deleted session back to its tenant (admin only): its backups leave quarantine
+/// and its record is created again with the same instance id, status `stopped`. `start` it
+/// and its profile comes back from the newest backup — no QR if the phone still lists the
+/// device. 409 when the tenant has a session by that id now (pass another `id`).
+#[utoipa::path(post, path = "/api/admin/deleted-sessions/{instance}/recover", tag = "tenants",
+    params(("instance" = String, Path, description = "the deleted session's instance_id")),
+    request_body = RecoverRequest,
+    responses((status = 201, body = SessionView), (status = 404, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn recover_deleted_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(instance): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let body: RecoverRequest = optional_json(&body)?;
+    let instance = SessionId::new(&instance)?;
+    let marker = state
+        .backups
+        .list_quarantined()
+        .await?
+        .into_iter()
+        .find(|q| q.session == instance)
+        .ok_or_else(|| ApiError::not_found(format!("deleted session {instance}")))?;
+    let tenant = marker
+        .tenant
+        .clone()
+        .unwrap_or(TenantId::new(super::sessions::DEFAULT_TENANT)?);
+    let name = match body.id {
+        Some(id) => SessionId::new(id)?,
+        None => marker.name.clone().unwrap_or_else(|| instance.clone()),
+    };
+    let taken = state
+        .sessions
+        .list(&SessionFilter {
+            tenant: Some(tenant.clone()),
+            name: Some(name.clone()),
+            statuses: Vec::new(),
+        })
+        .await?;
+    if !taken.is_empty() || state.sessions.get(&instance).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant {tenant} has a session {name} now; recover under another id"),
+        ));
+    }
+    // Backups first: if the record cannot be created after, the daily sweep of orphaned
+    // backups puts them back in quarantine.
+    state.backups.recover_quarantined(&instance).await?;
+    let mut record = SessionRecord::named(instance.clone(), name, tenant, state.clock.now());
+    record.status = SessionStatus::Stopped;
+    state.sessions.create(&record).await?;
+    let record = state.sessions.get(&instance).await?.unwrap_or(record);
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionView::build(&state, record)),
+    )
+        .into_response())
 }

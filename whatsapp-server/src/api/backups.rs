@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use whatsapp_core::{Error, Notification, NotificationKind, SessionStatus};
-use whatsapp_storage::backup::BackupRecord;
+use whatsapp_storage::backup::{BackupOwner, BackupRecord};
 
 use super::{ApiError, ApiPath, load_session, optional_json};
 use crate::app::AppState;
@@ -72,11 +72,14 @@ pub async fn backup_now(
     if !dir.is_dir() {
         return Err(ApiError::wrong_state(format!(
             "session {} has no profile on disk yet (status {}): nothing to back up",
-            record.id, record.status
+            record.name, record.status
         )));
     }
     let started = std::time::Instant::now();
-    let backup = state.backups.backup_session(&record.id, &dir).await?;
+    let backup = state
+        .backups
+        .backup_owned(&BackupOwner::of(&record), &dir)
+        .await?;
     state.metrics.record_backup(
         &record.id,
         backup.verified,
@@ -131,6 +134,8 @@ pub struct RestoreView {
 
 /// Replaces the session's profile with a backup (the current one is kept aside as
 /// `.<id>.before-restore`). A running session is stopped first and started again after.
+/// Only a backup of this very session instance and tenant, taken since its current login
+/// was linked, is restored (409 otherwise).
 #[utoipa::path(post, path = "/api/sessions/{id}/restore", tag = "backups",
     params(("id" = String, Path, description = "session id")), request_body = RestoreRequest,
     responses((status = 200, body = RestoreView), (status = 404, body = super::error::ErrorBody)),
@@ -143,6 +148,7 @@ pub async fn restore(
 ) -> Result<Json<RestoreView>, ApiError> {
     let body: RestoreRequest = optional_json(&body)?;
     let record = load_session(&state, &caller, &id).await?;
+    let owner = BackupOwner::of(&record);
     let backup = match &body.backup_id {
         Some(key) => state
             .backups
@@ -151,12 +157,13 @@ pub async fn restore(
             .into_iter()
             .find(|b| b.key.as_str() == key)
             .ok_or_else(|| ApiError::not_found(format!("backup {key} of session {id}")))?,
-        None => state
-            .backups
-            .newest_verified(&record.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("a verified backup of session {id}")))?,
+        None => state.backups.newest_restorable(&owner).await?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "a verified backup of session {id} taken since its current link"
+            ))
+        })?,
     };
+    owner.admits(&backup).map_err(|e| ApiError::wrong_state(e.to_string()))?;
     if !backup.verified {
         return Err(ApiError::wrong_state(format!(
             "backup {} failed verification and is never restored",
@@ -223,14 +230,14 @@ pub async fn fallback(
     let to = record.owner_email.clone().ok_or_else(|| {
         ApiError::wrong_state(format!(
             "session {} has no owner_email to notify",
-            record.id
+            record.name
         ))
     })?;
     let notification = Notification {
         kind: NotificationKind::FallbackNotification,
         to,
         data: serde_json::json!({
-            "session_id": record.id.as_str(),
+            "session_id": record.name.as_str(),
             "phone": record.wid.as_ref().and_then(|w| w.phone()).map(|p| p.digits().to_owned()),
             "status": record.status.as_str(),
             "connected": record.status == SessionStatus::Ready,

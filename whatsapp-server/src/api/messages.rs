@@ -149,7 +149,11 @@ pub async fn get_message(
     let not_found = || ApiError::not_found(format!("message {message_id} of session {id}"));
     let n: i64 = message_id.parse().map_err(|_| not_found())?;
     match state.messaging.get(n).await? {
-        Some(m) if m.session_id == record.id => Ok(Json(m.into())),
+        Some(m) if m.session_id == record.id => {
+            let mut view = MessageView::from(m);
+            view.session_id = record.name.as_str().to_owned();
+            Ok(Json(view))
+        }
         _ => Err(not_found()),
     }
 }
@@ -203,7 +207,7 @@ pub async fn check_number(
         .ok_or_else(|| {
             ApiError::wrong_state(format!(
                 "session {} is not connected (status {}); numbers are checked through it",
-                record.id, record.status
+                record.name, record.status
             ))
         })?;
     let wid = browser.number_exists(&phone).await?;

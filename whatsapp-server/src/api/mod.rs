@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use whatsapp_core::{SessionId, SessionRecord};
+use whatsapp_core::{SessionFilter, SessionId, SessionRecord, TenantId};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json};
 pub use openapi::ApiDoc;
@@ -203,15 +203,50 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// Loads session `id` if `caller` may see it; 404 otherwise (whether it exists or not).
+/// Loads the session the caller calls `id`; 404 when it has none by that name (whether
+/// another tenant has one or not: names are per tenant and never cross).
+///
+/// A tenant's `id` is the session's name in its own tenant. The admin names a session
+/// `<tenant>:<name>`, or just `<name>` when only one tenant has a session by that name (409
+/// `ambiguous` otherwise).
 pub async fn load_session(
     state: &Services,
     caller: &Caller,
     id: &str,
 ) -> Result<SessionRecord, ApiError> {
-    let id = SessionId::new(id).map_err(ApiError::from)?;
-    match state.sessions.get(&id).await? {
-        Some(r) if caller.may_access(&r.tenant) => Ok(r),
-        _ => Err(ApiError::not_found(format!("session {id}"))),
+    let (tenant, name) = match id.split_once(':') {
+        Some((t, n)) => (Some(TenantId::new(t).map_err(ApiError::from)?), n),
+        None => (None, id),
+    };
+    let name = SessionId::new(name).map_err(ApiError::from)?;
+    let not_found = || ApiError::not_found(format!("session {id}"));
+    let tenant = match (caller, tenant) {
+        (Caller::Tenant(own), None) => Some(own.clone()),
+        (Caller::Tenant(own), Some(t)) if t == *own => Some(t),
+        (Caller::Tenant(_), Some(_)) => return Err(not_found()),
+        (Caller::Admin, t) => t,
+    };
+    let filter = SessionFilter {
+        tenant,
+        name: Some(name.clone()),
+        statuses: Vec::new(),
+    };
+    let mut found = state.sessions.list(&filter).await?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            format!(
+                "{} tenants have a session named {name} ({}); name one as <tenant>:{name}",
+                found.len(),
+                found
+                    .iter()
+                    .map(|r| r.tenant.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }

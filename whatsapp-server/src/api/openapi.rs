@@ -27,6 +27,7 @@ use crate::app::AppState;
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant,
         admin::create_key, admin::list_keys, admin::revoke_key, admin::set_webhook,
         admin::clear_webhook, admin::list_outbox, admin::replay_outbox,
+        admin::list_deleted_sessions, admin::recover_deleted_session,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security),

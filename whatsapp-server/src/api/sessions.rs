@@ -35,8 +35,11 @@ pub(super) fn routes() -> Router<AppState> {
 /// A session as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
-    /// The session id.
+    /// The session id: the name its tenant gave it, unique within the tenant.
     pub id: String,
+    /// The session instance's own id: it keys the session's profile and backups and is never
+    /// reused, so a session deleted and created again under the same name gets a new one.
+    pub instance_id: String,
     /// The tenant that owns it.
     pub tenant: String,
     /// The stored status (`created`, `starting`, `qr`, `authenticating`, `ready`,
@@ -82,7 +85,8 @@ impl SessionView {
     pub fn build(state: &Services, r: SessionRecord) -> Self {
         let snapshot = state.engine.snapshot(&r.id);
         SessionView {
-            id: r.id.as_str().to_owned(),
+            id: r.name.as_str().to_owned(),
+            instance_id: r.id.as_str().to_owned(),
             tenant: r.tenant.as_str().to_owned(),
             status: r.status.as_str().to_owned(),
             // The browser's last pushed state first: the engine's own copy is updated only
@@ -120,7 +124,8 @@ impl SessionView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
-    /// The new session's id: 1–64 of `[a-z0-9_-]`.
+    /// The new session's id: 1–64 of `[a-z0-9_-]`, unique within the tenant (another tenant
+    /// may use the same id: ids never cross tenants).
     pub id: String,
     /// Who gets this session's e-mails.
     #[serde(default)]
@@ -148,7 +153,7 @@ pub async fn create_session(
     caller: Caller,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> Result<Response, ApiError> {
-    let id = SessionId::new(&body.id)?;
+    let name = SessionId::new(&body.id)?;
     let tenant = match (&caller, body.tenant) {
         (Caller::Admin, Some(t)) => TenantId::new(t)?,
         (Caller::Admin, None) => TenantId::new(DEFAULT_TENANT)?,
@@ -161,7 +166,8 @@ pub async fn create_session(
         }
         (Caller::Tenant(own), _) => own.clone(),
     };
-    let mut record = SessionRecord::new(id.clone(), tenant, state.clock.now());
+    let id = crate::app::new_instance_id();
+    let mut record = SessionRecord::named(id.clone(), name.clone(), tenant, state.clock.now());
     record.owner_email = body
         .owner_email
         .filter(|e| !e.trim().is_empty())
@@ -174,7 +180,7 @@ pub async fn create_session(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                format!("session id {id} is already taken"),
+                format!("session id {name} is already taken in tenant {}", record.tenant),
             ));
         }
         Err(e) => return Err(e.into()),
@@ -202,6 +208,7 @@ pub async fn list_sessions(
             Caller::Admin => None,
             Caller::Tenant(t) => Some(t.clone()),
         },
+        name: None,
         statuses: Vec::new(),
     };
     let records = state.sessions.list(&filter).await?;
@@ -227,9 +234,12 @@ pub async fn get_session(
     Ok(Json(SessionView::build(&state, record)))
 }
 
-/// Deletes a session: stops it, removes its record (queued messages and cached number
-/// checks go with it) and its profile directory. Its backups are kept until retention
-/// removes them.
+/// Deletes a session for good: a running session's device is logged out (unlinked from the
+/// phone), its browser closed, its record removed (queued messages and cached number checks
+/// go with it), its profile directory deleted and its backups quarantined: no tenant can
+/// reach them any more, the admin can recover them for `DELETED_BACKUP_RETENTION` (see
+/// `GET /api/admin/deleted-sessions`). The id is free again; a new session under it is a new
+/// instance that starts without any of the old login.
 #[utoipa::path(delete, path = "/api/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "session id")),
     responses((status = 204, description = "deleted"), (status = 404, body = super::error::ErrorBody)),
@@ -240,17 +250,7 @@ pub async fn delete_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
-    match state.stop_session(&record.id).await {
-        Ok(()) | Err(Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    state.sessions.delete(&record.id).await?;
-    let dir = state.profile_dir(&record.id);
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(session = %record.id, error = %e, "could not remove the profile directory");
-    }
+    state.delete_session(&record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,7 +268,7 @@ pub async fn start_session(
     if !state.start_session(&record.id).await? {
         return Err(ApiError::wrong_state(format!(
             "session {} already runs (status {})",
-            record.id, record.status
+            record.name, record.status
         )));
     }
     accepted(&state, &record.id).await
@@ -290,7 +290,7 @@ pub async fn stop_session(
         Err(Error::NotFound { .. }) => {
             return Err(ApiError::wrong_state(format!(
                 "session {} is not running (status {})",
-                record.id, record.status
+                record.name, record.status
             )));
         }
         Err(e) => return Err(e.into()),
@@ -333,7 +333,7 @@ pub async fn logout_session(
         Err(Error::NotFound { .. }) => {
             return Err(ApiError::wrong_state(format!(
                 "session {} is not running (status {}); start it before logging out",
-                record.id, record.status
+                record.name, record.status
             )));
         }
         Err(e) => return Err(e.into()),
@@ -393,18 +393,20 @@ pub async fn get_qr(
         ));
     }
     let record = load_session(&state, &caller, &id).await?;
+    // A session whose device was unlinked keeps its page up showing a QR while its status
+    // stays `logged_out`: that QR links it again.
     let qr = state
         .engine
         .snapshot(&record.id)
         .and_then(|s| s.qr)
-        .filter(|_| record.status == SessionStatus::Qr)
+        .filter(|_| matches!(record.status, SessionStatus::Qr | SessionStatus::LoggedOut))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "no_qr",
                 format!(
                     "session {} has no QR to scan (status {})",
-                    record.id, record.status
+                    record.name, record.status
                 ),
             )
         })?;
@@ -469,7 +471,7 @@ pub async fn pairing_code(
         .ok_or_else(|| {
             ApiError::wrong_state(format!(
                 "session {} does not wait for linking (status {}); a pairing code needs status qr",
-                record.id, record.status
+                record.name, record.status
             ))
         })?;
     let code = browser.request_pairing_code(&phone).await?;

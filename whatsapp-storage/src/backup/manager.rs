@@ -6,11 +6,21 @@
 //! ```text
 //! <session>/<created, %Y%m%dT%H%M%S%.3fZ>-<random>.tar.zst[.enc]   the archive
 //! <session>/<created, %Y%m%dT%H%M%S%.3fZ>-<random>.json            its BackupRecord
+//!
+//! .deleted/<session>/deleted.json                                   a deleted session's marker
+//! .deleted/<session>/<the session's objects, same names>            its quarantined backups
 //! ```
 //!
-//! The record (manifest, archive sha256 and size, encryption key id, `verified`) is written
-//! after the archive has been uploaded and read back; a backup whose record is missing or
-//! says `verified: false` is never chosen for a restore.
+//! The record (manifest, archive sha256 and size, encryption key id, `verified`, the owning
+//! tenant) is written after the archive has been uploaded and read back; a backup whose
+//! record is missing or says `verified: false` is never chosen for a restore.
+//!
+//! `<session>` is the session *instance* id ([`whatsapp_core::SessionRecord::id`]), never
+//! reused, so a new session can never reach an old login by taking an old name. A restore
+//! only takes backups that [`BackupOwner::admits`]: the same instance, the same tenant, not
+//! older than the current link. Deleted sessions' backups are moved under `.deleted/`
+//! ([`BackupManager::quarantine`]), out of every session's reach, until the admin recovers
+//! them or [`BackupManager::purge_quarantined`] removes them.
 
 use std::fs;
 use std::io::{self, BufWriter, Read};
@@ -24,7 +34,9 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-use whatsapp_core::{BackupKey, BackupSink, ByteStream, Clock, Error, Result, SessionId};
+use whatsapp_core::{
+    BackupKey, BackupSink, ByteStream, Clock, Error, Result, SessionId, SessionRecord, TenantId,
+};
 
 use super::archive::{
     self, ArchiveOptions, HashingReader, HashingWriter, Limits, Manifest, from_io,
@@ -38,6 +50,90 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Largest record (JSON) the manager reads.
 const MAX_RECORD: usize = 64 << 20;
+
+/// The prefix under which deleted sessions' backups wait ([`BackupManager::quarantine`]).
+/// Not a valid session id (it has a dot), so no session's listing can ever reach it.
+pub const QUARANTINE_PREFIX: &str = ".deleted";
+
+/// The marker object of a quarantined session.
+const QUARANTINE_MARKER: &str = "deleted.json";
+
+/// Whose login a backup holds, and so which backups may come back into a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupOwner {
+    /// The session instance.
+    pub session: SessionId,
+    /// Its tenant, when known (backups record it; one of another tenant is refused).
+    pub tenant: Option<TenantId>,
+    /// Backups taken before this (the current link) hold an earlier login: refused.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl BackupOwner {
+    /// Only the instance id: no tenant or link-time rule (library use without records).
+    pub fn session(id: &SessionId) -> Self {
+        BackupOwner {
+            session: id.clone(),
+            tenant: None,
+            not_before: None,
+        }
+    }
+
+    /// The owner described by a session record: its instance, its tenant, its link time.
+    pub fn of(record: &SessionRecord) -> Self {
+        BackupOwner {
+            session: record.id.clone(),
+            tenant: Some(record.tenant.clone()),
+            not_before: record.linked_at,
+        }
+    }
+
+    /// Whether `backup` may be restored into this owner's profile; the error
+    /// ([`Error::Conflict`]) says why not.
+    pub fn admits(&self, backup: &BackupRecord) -> Result<()> {
+        if backup.session != self.session {
+            return Err(Error::Conflict(format!(
+                "backup {} belongs to another session instance and is never restored into this one",
+                backup.key
+            )));
+        }
+        if let (Some(want), Some(have)) = (&self.tenant, &backup.tenant)
+            && want != have
+        {
+            return Err(Error::Conflict(format!(
+                "backup {} belongs to another tenant and is never restored into this session",
+                backup.key
+            )));
+        }
+        if let Some(linked) = self.not_before
+            && backup.created_at < linked
+        {
+            return Err(Error::Conflict(format!(
+                "backup {} was taken at {} , before the session's current login was linked ({}): it holds an earlier login",
+                backup.key,
+                backup.created_at.to_rfc3339(),
+                linked.to_rfc3339()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A deleted session whose backups wait in quarantine ([`BackupManager::quarantine`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedSession {
+    /// The deleted session instance.
+    pub session: SessionId,
+    /// Its tenant.
+    pub tenant: Option<TenantId>,
+    /// The name its tenant had given it.
+    pub name: Option<SessionId>,
+    /// When it was deleted (quarantine retention counts from here).
+    pub deleted_at: DateTime<Utc>,
+    /// How many backup objects wait (archives and records; filled in when listed).
+    #[serde(default)]
+    pub objects: usize,
+}
 
 /// How backups are made and kept.
 #[derive(Debug, Clone)]
@@ -84,8 +180,11 @@ impl BackupConfig {
 /// What the sink holds about one backup (stored as JSON next to the archive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
-    /// The session backed up.
+    /// The session instance backed up.
     pub session: SessionId,
+    /// The tenant that owned it (absent in backups made before tenants were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
     /// The archive's key.
     pub key: BackupKey,
     /// This record's key.
@@ -195,6 +294,18 @@ impl BackupManager {
     /// that fails verification is recorded with `verified: false` and reported as
     /// [`Error::Corrupt`].
     pub async fn backup_session(&self, id: &SessionId, profile_dir: &Path) -> Result<BackupRecord> {
+        self.backup_owned(&BackupOwner::session(id), profile_dir)
+            .await
+    }
+
+    /// [`BackupManager::backup_session`] recording `owner`'s tenant in the backup, so that a
+    /// restore can refuse it anywhere else.
+    pub async fn backup_owned(
+        &self,
+        owner: &BackupOwner,
+        profile_dir: &Path,
+    ) -> Result<BackupRecord> {
+        let id = &owner.session;
         let created_at = self.clock.now();
         let stem = format!(
             "{}/{}-{}",
@@ -251,6 +362,7 @@ impl BackupManager {
         };
         let record = BackupRecord {
             session: id.clone(),
+            tenant: owner.tenant.clone(),
             key: key.clone(),
             record_key: record_key.clone(),
             created_at,
@@ -323,14 +435,7 @@ impl BackupManager {
     }
 
     async fn read_record(&self, key: &BackupKey) -> Result<BackupRecord> {
-        let mut s = self.sink.get(key).await?;
-        let mut buf = Vec::new();
-        while let Some(chunk) = s.next().await {
-            buf.extend_from_slice(&chunk?);
-            if buf.len() > MAX_RECORD {
-                return Err(Error::Corrupt(format!("backup record {key} is too large")));
-            }
-        }
+        let buf = self.read_small(key).await?;
         serde_json::from_slice(&buf)
             .map_err(|e| Error::Corrupt(format!("backup record {key} does not parse: {e}")))
     }
@@ -338,6 +443,16 @@ impl BackupManager {
     /// The newest verified backup of a session, if any.
     pub async fn newest_verified(&self, id: &SessionId) -> Result<Option<BackupRecord>> {
         Ok(self.list(id).await?.into_iter().rev().find(|r| r.verified))
+    }
+
+    /// The newest verified backup that `owner` [admits](BackupOwner::admits), if any.
+    pub async fn newest_restorable(&self, owner: &BackupOwner) -> Result<Option<BackupRecord>> {
+        Ok(self
+            .list(&owner.session)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.verified && owner.admits(r).is_ok()))
     }
 
     /// Deletes backups older than the retention, for one session or (with `None`) every
@@ -435,6 +550,18 @@ impl BackupManager {
     /// sink unreachable) are returned as errors, not as `None`, so the caller retries
     /// instead of asking for a new QR. Must not run while a browser uses the profile.
     pub async fn restore(&self, id: &SessionId, profile_dir: &Path) -> Result<RestoreOutcome> {
+        self.restore_owned(&BackupOwner::session(id), profile_dir)
+            .await
+    }
+
+    /// [`BackupManager::restore`] taking only backups that `owner`
+    /// [admits](BackupOwner::admits) (same instance and tenant, not older than the link).
+    pub async fn restore_owned(
+        &self,
+        owner: &BackupOwner,
+        profile_dir: &Path,
+    ) -> Result<RestoreOutcome> {
+        let id = &owner.session;
         let problems = match profile::critical_files_ok(profile_dir, &self.config.origin) {
             Ok(()) => {
                 profile::clean_lock_files(profile_dir)?;
@@ -450,6 +577,13 @@ impl BackupManager {
             .into_iter()
             .rev()
             .filter(|r| r.verified)
+            .filter(|r| match owner.admits(r) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(session = %id, key = %r.key, reason = %e, "backup not restorable here; skipped");
+                    false
+                }
+            })
             .collect();
         let mut failures = Vec::new();
         for r in candidates {
@@ -509,6 +643,157 @@ impl BackupManager {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Moves every object of session instance `session` under [`QUARANTINE_PREFIX`], with a
+    /// marker naming its tenant, name and the deletion time: no session can list or restore
+    /// them any more; the admin can [recover](BackupManager::recover_quarantined) them until
+    /// [`BackupManager::purge_quarantined`] removes them. Returns how many objects moved.
+    /// Idempotent: a second call (after a partial failure) moves what is left.
+    pub async fn quarantine(
+        &self,
+        session: &SessionId,
+        tenant: Option<&TenantId>,
+        name: Option<&SessionId>,
+    ) -> Result<usize> {
+        let objects = self.sink.list(&format!("{session}/")).await?;
+        let marker_key = BackupKey::new(format!(
+            "{QUARANTINE_PREFIX}/{session}/{QUARANTINE_MARKER}"
+        ))?;
+        if self.sink.head(&marker_key).await.is_err() {
+            let marker = QuarantinedSession {
+                session: session.clone(),
+                tenant: tenant.cloned(),
+                name: name.cloned(),
+                deleted_at: self.clock.now(),
+                objects: 0,
+            };
+            let json = serde_json::to_vec_pretty(&marker)
+                .map_err(|e| Error::backend("json", false, e))?;
+            self.sink.put(&marker_key, bytes_stream(json)).await?;
+        }
+        let mut moved = 0;
+        for o in objects {
+            let to = BackupKey::new(format!("{QUARANTINE_PREFIX}/{}", o.key))?;
+            self.move_object(&o.key, &to).await?;
+            moved += 1;
+        }
+        if moved > 0 {
+            info!(session = %session, objects = moved, "backups of a deleted session quarantined");
+        }
+        Ok(moved)
+    }
+
+    /// The sessions whose backups wait in quarantine, oldest deletion first.
+    pub async fn list_quarantined(&self) -> Result<Vec<QuarantinedSession>> {
+        let objects = self.sink.list(&format!("{QUARANTINE_PREFIX}/")).await?;
+        let mut out = Vec::new();
+        for o in objects
+            .iter()
+            .filter(|o| o.key.as_str().ends_with(&format!("/{QUARANTINE_MARKER}")))
+        {
+            let bytes = self.read_small(&o.key).await?;
+            let mut q: QuarantinedSession = match serde_json::from_slice(&bytes) {
+                Ok(q) => q,
+                Err(e) => {
+                    warn!(key = %o.key, error = %e, "skipping an unreadable quarantine marker");
+                    continue;
+                }
+            };
+            let prefix = format!("{QUARANTINE_PREFIX}/{}/", q.session);
+            q.objects = objects
+                .iter()
+                .filter(|x| x.key.as_str().starts_with(&prefix) && x.key != o.key)
+                .count();
+            out.push(q);
+        }
+        out.sort_by(|a, b| a.deleted_at.cmp(&b.deleted_at));
+        Ok(out)
+    }
+
+    /// Moves a quarantined session's backups back under its instance id (for the admin to
+    /// give the session back); returns its marker. [`Error::NotFound`] if it is not there.
+    pub async fn recover_quarantined(&self, session: &SessionId) -> Result<QuarantinedSession> {
+        let marker = self
+            .list_quarantined()
+            .await?
+            .into_iter()
+            .find(|q| q.session == *session)
+            .ok_or_else(|| Error::not_found(format!("quarantined session {session}")))?;
+        let prefix = format!("{QUARANTINE_PREFIX}/{session}/");
+        for o in self.sink.list(&prefix).await? {
+            let Some(rest) = o.key.as_str().strip_prefix(&prefix) else {
+                continue;
+            };
+            if rest == QUARANTINE_MARKER {
+                continue;
+            }
+            let to = BackupKey::new(format!("{session}/{rest}"))?;
+            self.move_object(&o.key, &to).await?;
+        }
+        self.sink
+            .delete(&BackupKey::new(format!("{prefix}{QUARANTINE_MARKER}"))?)
+            .await?;
+        info!(session = %session, "quarantined backups recovered");
+        Ok(marker)
+    }
+
+    /// Deletes the quarantined backups of sessions deleted before `cutoff`; returns the
+    /// sessions purged.
+    pub async fn purge_quarantined(&self, cutoff: DateTime<Utc>) -> Result<Vec<SessionId>> {
+        let mut purged = Vec::new();
+        for q in self.list_quarantined().await? {
+            if q.deleted_at >= cutoff {
+                continue;
+            }
+            let prefix = format!("{QUARANTINE_PREFIX}/{}/", q.session);
+            let marker = BackupKey::new(format!("{prefix}{QUARANTINE_MARKER}"))?;
+            for o in self.sink.list(&prefix).await? {
+                if o.key != marker {
+                    self.sink.delete(&o.key).await?;
+                }
+            }
+            // The marker last: a purge cut short is finished by the next one.
+            self.sink.delete(&marker).await?;
+            info!(session = %q.session, "quarantined backups purged");
+            purged.push(q.session);
+        }
+        Ok(purged)
+    }
+
+    /// The session instances that have backups in the sink (not counting quarantine).
+    pub async fn sessions_with_backups(&self) -> Result<Vec<SessionId>> {
+        let set: std::collections::BTreeSet<SessionId> = self
+            .sink
+            .list("")
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                o.key
+                    .as_str()
+                    .split_once('/')
+                    .and_then(|(a, _)| SessionId::new(a).ok())
+            })
+            .collect();
+        Ok(set.into_iter().collect())
+    }
+
+    async fn move_object(&self, from: &BackupKey, to: &BackupKey) -> Result<()> {
+        let body = self.sink.get(from).await?;
+        self.sink.put(to, body).await?;
+        self.sink.delete(from).await
+    }
+
+    async fn read_small(&self, key: &BackupKey) -> Result<Vec<u8>> {
+        let mut s = self.sink.get(key).await?;
+        let mut buf = Vec::new();
+        while let Some(chunk) = s.next().await {
+            buf.extend_from_slice(&chunk?);
+            if buf.len() > MAX_RECORD {
+                return Err(Error::Corrupt(format!("{key} is too large")));
+            }
+        }
+        Ok(buf)
     }
 
     /// Restores one backup into `profile_dir` (extract beside it, verify, swap).

@@ -28,7 +28,10 @@ pub use archive::{
 };
 pub use crypto::EncryptionKey;
 pub use local::LocalBackupSink;
-pub use manager::{BackupConfig, BackupManager, BackupRecord, RestoreOutcome, RetentionReport};
+pub use manager::{
+    BackupConfig, BackupManager, BackupOwner, BackupRecord, QUARANTINE_PREFIX, QuarantinedSession,
+    RestoreOutcome, RetentionReport,
+};
 pub use profile::{DEFAULT_INCLUDE, DEFAULT_ORIGIN, clean_lock_files, critical_files_ok};
 #[cfg(feature = "s3")]
 pub use s3::{S3BackupSink, S3Config};
