@@ -244,6 +244,14 @@ impl Server {
         .await
     }
 
+    /// The instance id of the session the admin calls `id` (what the browser, the profile
+    /// and the backups are keyed by).
+    async fn instance(&self, id: &str) -> SessionId {
+        let answer = self.get(&format!("/api/sessions/{id}"), AS_ADMIN).await;
+        let v = answer.ok(200);
+        sid(v["instance_id"].as_str().expect("instance_id"))
+    }
+
     /// Creates (as the admin) and starts session `id`, waits for its QR, links it to `phone`
     /// and waits until it is `ready`.
     async fn linked_session(&self, id: &str, phone: &str) -> Value {
@@ -251,8 +259,9 @@ impl Server {
             .await
             .ok(201);
         self.wait_status(id, AS_ADMIN, "qr").await;
+        let instance = self.instance(id).await;
         self.browser
-            .link(&sid(id), &PhoneNumber::new(phone).unwrap());
+            .link(&instance, &PhoneNumber::new(phone).unwrap());
         self.wait_status(id, AS_ADMIN, "ready").await
     }
 
@@ -550,12 +559,13 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
     s.wait_status("life", AS_ADMIN, "qr").await;
 
     // The QR, as JSON, PNG and SVG.
+    let life = s.instance("life").await;
     let qr = s.get("/api/sessions/life/qr", AS_ADMIN).await;
     let payload = qr.ok(200)["qr"].as_str().unwrap().to_owned();
     assert_eq!(payload.split(',').count(), 5, "{payload}");
     assert_eq!(
         Some(payload.as_str()),
-        s.browser.qr(&sid("life")).as_ref().map(|q| q.as_str())
+        s.browser.qr(&life).as_ref().map(|q| q.as_str())
     );
 
     let png = s
@@ -586,7 +596,7 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
 
     // Linking.
     s.browser
-        .link(&sid("life"), &PhoneNumber::new("+1 555 123 4567").unwrap());
+        .link(&life, &PhoneNumber::new("+1 555 123 4567").unwrap());
     let ready = s.wait_status("life", AS_ADMIN, "ready").await;
     assert_eq!(ready["phone"], "15551234567");
     assert_eq!(ready["wid"], "15551234567@c.us");
@@ -613,12 +623,12 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
         .await
         .error(409, "wrong_state");
 
-    let launches = s.browser.launches(&sid("life"));
+    let launches = s.browser.launches(&life);
     s.post_empty("/api/sessions/life/restart", AS_ADMIN)
         .await
         .ok(202);
     let start = Instant::now();
-    while s.browser.launches(&sid("life")) == launches {
+    while s.browser.launches(&life) == launches {
         assert!(start.elapsed() < DEADLINE, "restart relaunches the browser");
         tokio::time::sleep(POLL).await;
     }
@@ -627,10 +637,10 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
     // Log out: unlinked.
     let out = s.post_empty("/api/sessions/life/logout", AS_ADMIN).await;
     assert_eq!(out.ok(200)["status"], "logged_out");
-    assert_eq!(s.browser.logout_calls(&sid("life")), 1);
+    assert_eq!(s.browser.logout_calls(&life), 1);
 
     // Delete: the record and the profile go.
-    assert!(s.sessions_path.join("life").is_dir());
+    assert!(s.sessions_path.join(life.as_str()).is_dir());
     s.delete("/api/sessions/life", AS_ADMIN).await.ok(204);
     s.get("/api/sessions/life", AS_ADMIN)
         .await
@@ -639,10 +649,10 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
         .await
         .error(404, "not_found");
     assert!(
-        !s.sessions_path.join("life").exists(),
+        !s.sessions_path.join(life.as_str()).exists(),
         "the profile directory is removed"
     );
-    assert!(!s.browser.live(&sid("life")));
+    assert!(!s.browser.live(&life));
     assert_eq!(s.get("/api/sessions", AS_ADMIN).await.ok(200), &json!([]));
     s.shutdown().await;
 }
@@ -682,7 +692,7 @@ async fn messages_are_queued_sent_once_and_validated() {
     assert_eq!(sent["session_id"], "sender");
     assert_eq!(sent["to"], "15550001111@c.us");
     assert!(sent["whatsapp_id"].is_string(), "{sent}");
-    let texts = s.browser.sent_by(&sid("sender"));
+    let texts = s.browser.sent_by(&s.instance("sender").await);
     assert_eq!(texts.len(), 1);
     assert_eq!(texts[0].body, "hello there");
     assert_eq!(texts[0].to.to_string(), "15550001111@c.us");
@@ -934,7 +944,8 @@ async fn backups_are_taken_listed_and_restored() {
     s.linked_session("kept", "15557770000").await;
     // FakeBrowser keeps its login in a marker file; the backup wants what Chromium would
     // have written: WhatsApp's IndexedDB and the Local Storage LevelDBs.
-    let profile = s.sessions_path.join("kept");
+    let kept = s.instance("kept").await;
+    let profile = s.sessions_path.join(kept.as_str());
     write_fake_db(
         &profile.join("Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"),
         &[(5, b"keys".repeat(500))],
@@ -974,7 +985,7 @@ async fn backups_are_taken_listed_and_restored() {
     assert!(!profile.join(LOGIN_MARKER).exists());
     assert!(
         s.sessions_path
-            .join(".kept.before-restore")
+            .join(format!(".{kept}.before-restore"))
             .join(LOGIN_MARKER)
             .is_file()
     );

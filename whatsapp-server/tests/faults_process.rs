@@ -497,6 +497,7 @@ async fn server_kill9_rounds(part: u64) {
             }
             Moment::Linking => {
                 if let Some(old) = link_slot.take() {
+                    let old_profile = run.api.profile_dir(&run.ws, &old).await;
                     let (code, v) = run
                         .api
                         .call(
@@ -509,7 +510,7 @@ async fn server_kill9_rounds(part: u64) {
                     assert!(code.is_success(), "DELETE {old}: {code} {v}");
                     run.sessions.remove(&old);
                     assert_no_chromium(
-                        &run.ws.profile_dir(&old),
+                        &old_profile,
                         Duration::from_secs(30),
                         "after its session was deleted",
                     )
@@ -662,7 +663,7 @@ async fn chromium_kill9_twenty_times_reconnects_without_a_qr_and_leaks_nothing()
             .filter(|s| kills[s] < CRASH_LOOP_BUDGET)
             .collect();
         let s = *rng.pick(&open);
-        let profile = ws.profile_dir(s);
+        let profile = api.profile_dir(&ws, s).await;
         let before = restarts(&api, s).await;
         let victim = wait_browser(&profile, None, STEP).await;
         let delay = rng.millis_up_to(MAX_KILL_DELAY);
@@ -705,7 +706,7 @@ async fn chromium_kill9_twenty_times_reconnects_without_a_qr_and_leaks_nothing()
         assert_eq!(v["gave_up"], false, "{v}");
         assert_device_kept(&emu, &devices[s], &format!("end, {s}")).await;
         assert_eq!(
-            browser_pids(&ws.profile_dir(s)).len(),
+            browser_pids(&api.profile_dir(&ws, s).await).len(),
             1,
             "{s}: one browser process"
         );
@@ -748,7 +749,7 @@ async fn chromium_kill9_of_one_session_six_times_reconnects_each_time() {
     server.wait_ready(&api).await;
     let s = "one";
     let device = create_and_link(&api, &emu, s).await;
-    let profile = ws.profile_dir(s);
+    let profile = api.profile_dir(&ws, s).await;
     for k in 1..=CRASH_LOOP_BUDGET + 1 {
         let before = restarts(&api, s).await;
         let victim = wait_browser(&profile, None, STEP).await;
@@ -809,7 +810,7 @@ async fn damaged_profile_is_restored(damage: Damage) {
         .await;
     assert_eq!(backup["verified"], true, "{backup}");
 
-    let profile = ws.profile_dir(s);
+    let profile = api.profile_dir(&ws, s).await;
     let before = restarts(&api, s).await;
     let victim = wait_browser(&profile, None, STEP).await;
     match damage {

@@ -165,9 +165,10 @@ impl Workspace {
         self.root.path().join("sessions")
     }
 
-    /// The profile directory of `session`.
-    pub fn profile_dir(&self, session: &str) -> PathBuf {
-        self.sessions_path().join(session)
+    /// The profile directory of session instance `instance_id` (a session's profile is
+    /// named by its instance id, not by its name: see [`Api::profile_dir`]).
+    pub fn profile_dir(&self, instance_id: &str) -> PathBuf {
+        self.sessions_path().join(instance_id)
     }
 
     /// A new log file for the next server process.
@@ -482,6 +483,14 @@ impl Api {
             StatusCode::OK,
         )
         .await
+    }
+
+    /// The profile directory of the session named `session` in `ws` (looked up by its
+    /// instance id).
+    pub async fn profile_dir(&self, ws: &Workspace, session: &str) -> PathBuf {
+        let v = self.session(session).await;
+        let instance = v["instance_id"].as_str().expect("instance_id");
+        ws.profile_dir(instance)
     }
 
     /// Creates (and starts) a session of the default tenant.
