@@ -174,10 +174,12 @@ impl Services {
     }
 }
 
-/// A new session instance id: random, never reused (`s` and 24 hex digits).
+/// A new session instance id: random, never reused (`s` and 16 hex digits). Short on
+/// purpose: Chromium's runtime directory is named after it and the singleton socket inside
+/// must fit a Unix socket path (108 bytes).
 pub fn new_instance_id() -> SessionId {
-    let bits: u128 = rand::random::<u128>() >> 32;
-    SessionId::new(format!("s{bits:024x}")).expect("s + 24 hex digits is a valid session id")
+    let bits: u64 = rand::random();
+    SessionId::new(format!("s{bits:016x}")).expect("s + 16 hex digits is a valid session id")
 }
 
 impl Services {
