@@ -656,8 +656,10 @@ pub struct SessionRecord {
     pub restarts: u32,
     /// How many reconnects were attempted.
     pub reconnects: u32,
-    /// When the current login was linked (a QR scan or pairing code completed); backups
-    /// taken before it belong to an earlier login and are never restored.
+    /// When the current login was linked (a QR scan or pairing code completed), or when the
+    /// last one ended (logout, unlink) until the next link: backups taken before it belong to
+    /// another login and are never restored. `None` for sessions linked before this was
+    /// recorded (no restriction).
     pub linked_at: Option<DateTime<Utc>>,
     /// Which node runs it, if any.
     pub lease: Option<Lease>,

@@ -580,6 +580,10 @@ impl SessionPolicy {
                 out.push(Action::Close);
                 if self.linked {
                     self.linked = false;
+                    out.push(Action::Record(SessionPatch {
+                        linked_at: Some(Some(wall)),
+                        ..SessionPatch::default()
+                    }));
                     self.notify(
                         NotificationKind::WhatsappManualDisconnect,
                         "the session was logged out on request",
@@ -899,6 +903,11 @@ impl SessionPolicy {
         let first_link = !self.linked;
         self.linked = true;
         if first_link {
+            // Backups taken before this moment hold another login: never restored again.
+            out.push(Action::Record(SessionPatch {
+                linked_at: Some(Some(wall)),
+                ..SessionPatch::default()
+            }));
             self.notify(
                 NotificationKind::WhatsappConnected,
                 "the account was linked",
@@ -981,7 +990,7 @@ impl SessionPolicy {
         }
     }
 
-    fn logged_out(&mut self, _wall: DateTime<Utc>, out: &mut Vec<Action>) {
+    fn logged_out(&mut self, wall: DateTime<Utc>, out: &mut Vec<Action>) {
         self.recovery = None;
         self.ladder = 0;
         self.connect_by = None;
@@ -989,6 +998,11 @@ impl SessionPolicy {
         if self.linked {
             self.linked = false;
             self.own_wid = None;
+            // The login ended: no backup from before now may bring it back.
+            out.push(Action::Record(SessionPatch {
+                linked_at: Some(Some(wall)),
+                ..SessionPatch::default()
+            }));
             self.notify(
                 NotificationKind::WhatsappManualDisconnect,
                 "the device was unlinked from the phone; a new QR scan is needed",

@@ -1311,3 +1311,189 @@ async fn cors_answers_other_origins_without_an_allow_origin_header() {
     s.shutdown().await;
     assert_eq!(allowed, None, "a foreign origin gets no CORS grant");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: session ids per tenant, deleted sessions' backups, the logged-out runbook.
+
+#[tokio::test]
+async fn session_ids_are_per_tenant_and_the_admin_names_the_tenant_when_ambiguous() {
+    let s = Server::start().await;
+    let (a, _) = s.tenant_key("tenant-a").await;
+    let (b, _) = s.tenant_key("tenant-b").await;
+    let (a, b) = (Key::Bearer(&a), Key::Bearer(&b));
+    let va = s
+        .post("/api/sessions", a, json!({ "id": "shop", "start": false }))
+        .await
+        .ok(201)
+        .clone();
+    // The same id in another tenant: no 409, nothing revealed.
+    let vb = s
+        .post("/api/sessions", b, json!({ "id": "shop", "start": false }))
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(va["id"], "shop");
+    assert_eq!(vb["id"], "shop");
+    assert_ne!(va["instance_id"], vb["instance_id"], "each is its own instance");
+    // Twice in one tenant is still a conflict.
+    s.post("/api/sessions", a, json!({ "id": "shop", "start": false }))
+        .await
+        .error(409, "conflict");
+    assert_eq!(s.get("/api/sessions/shop", a).await.ok(200)["tenant"], "tenant-a");
+    assert_eq!(s.get("/api/sessions/shop", b).await.ok(200)["tenant"], "tenant-b");
+    // A tenant cannot name another tenant's session, under any spelling.
+    s.get("/api/sessions/tenant-b:shop", a)
+        .await
+        .error(404, "not_found");
+    // The admin: ambiguous by name alone, found with the tenant.
+    let m = s
+        .get("/api/sessions/shop", AS_ADMIN)
+        .await
+        .error(409, "ambiguous");
+    assert!(m.contains("tenant-a") && m.contains("tenant-b"), "{m}");
+    assert_eq!(
+        s.get("/api/sessions/tenant-b:shop", AS_ADMIN).await.ok(200)["instance_id"],
+        vb["instance_id"]
+    );
+    s.delete("/api/sessions/shop", a).await.ok(204);
+    assert_eq!(
+        s.get("/api/sessions/shop", AS_ADMIN).await.ok(200)["tenant"],
+        "tenant-b",
+        "one left: the name alone finds it"
+    );
+    // A's id is free again; the new session is a new instance.
+    let again = s
+        .post("/api/sessions", a, json!({ "id": "shop", "start": false }))
+        .await
+        .ok(201)
+        .clone();
+    assert_ne!(again["instance_id"], va["instance_id"]);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_session_logs_it_out_and_quarantines_its_backups_for_the_admin() {
+    let s = Server::start().await;
+    let (b, _) = s.tenant_key("tenant-b").await;
+    let b = Key::Bearer(&b);
+    s.post("/api/sessions", b, json!({ "id": "victim" }))
+        .await
+        .ok(201);
+    s.wait_status("victim", b, "qr").await;
+    let victim = s.instance("victim").await;
+    s.browser
+        .link(&victim, &PhoneNumber::new("15550001111").unwrap());
+    s.wait_status("victim", b, "ready").await;
+    let profile = s.sessions_path.join(victim.as_str());
+    write_fake_db(
+        &profile.join("Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"),
+        &[(5, b"keys".repeat(100))],
+        b"idb-log",
+    )
+    .unwrap();
+    write_fake_db(
+        &profile.join("Default/Local Storage/leveldb"),
+        &[(3, b"ls".repeat(50))],
+        b"ls-log",
+    )
+    .unwrap();
+    let backup = s
+        .post_empty("/api/sessions/victim/backups", b)
+        .await
+        .ok(201)
+        .clone();
+
+    s.delete("/api/sessions/victim", b).await.ok(204);
+    assert_eq!(s.browser.logout_calls(&victim), 1, "the device is logged out");
+    assert!(!profile.exists(), "the profile is removed");
+
+    // The tenant sees nothing of it; the admin sees it in quarantine.
+    s.get("/api/admin/deleted-sessions", b)
+        .await
+        .error(403, "forbidden");
+    let deleted = s.get("/api/admin/deleted-sessions", AS_ADMIN).await;
+    let list = deleted.ok(200).as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["instance_id"], victim.as_str());
+    assert_eq!(list[0]["tenant"], "tenant-b");
+    assert_eq!(list[0]["name"], "victim");
+    assert_eq!(list[0]["objects"], 2, "archive and record");
+
+    // The same id again: a new instance with no backups of the old one.
+    s.post("/api/sessions", b, json!({ "id": "victim", "start": false }))
+        .await
+        .ok(201);
+    assert_eq!(
+        s.get("/api/sessions/victim/backups", b).await.ok(200),
+        &json!([])
+    );
+    s.post("/api/sessions/victim/restore", b, json!({}))
+        .await
+        .error(404, "not_found");
+    s.post(
+        "/api/sessions/victim/restore",
+        b,
+        json!({ "backup_id": backup["backup_id"] }),
+    )
+    .await
+    .error(404, "not_found");
+
+    // The admin gives the old one back under another id; its backup comes with it.
+    s.post(
+        &format!("/api/admin/deleted-sessions/{victim}/recover"),
+        AS_ADMIN,
+        json!({}),
+    )
+    .await
+    .error(409, "conflict");
+    let recovered = s
+        .post(
+            &format!("/api/admin/deleted-sessions/{victim}/recover"),
+            AS_ADMIN,
+            json!({ "id": "victim-old" }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(recovered["instance_id"], victim.as_str());
+    assert_eq!(recovered["tenant"], "tenant-b");
+    assert_eq!(recovered["status"], "stopped");
+    let listed = s.get("/api/sessions/victim-old/backups", b).await;
+    assert_eq!(listed.ok(200)[0]["backup_id"], backup["backup_id"]);
+    assert_eq!(
+        s.get("/api/admin/deleted-sessions", AS_ADMIN).await.ok(200),
+        &json!([])
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn runbook_a_logged_out_session_starts_again_with_a_new_qr() {
+    let s = Server::start().await;
+    s.linked_session("gone", "15550002222").await;
+    let gone = s.instance("gone").await;
+    // The phone removes the device: the page shows a QR, the status says logged_out.
+    s.browser.unlink(&gone);
+    s.wait_status("gone", AS_ADMIN, "logged_out").await;
+    // docs/operations.md: "the owner scans a new QR (POST /api/sessions/{id}/start)".
+    let launches = s.browser.launches(&gone);
+    s.post_empty("/api/sessions/gone/start", AS_ADMIN)
+        .await
+        .ok(202);
+    let start = Instant::now();
+    while s.browser.launches(&gone) == launches {
+        assert!(start.elapsed() < DEADLINE, "start relaunches the browser");
+        tokio::time::sleep(POLL).await;
+    }
+    s.wait_status("gone", AS_ADMIN, "qr").await;
+    let qr = s.get("/api/sessions/gone/qr", AS_ADMIN).await;
+    let payload = qr.ok(200)["qr"].as_str().unwrap().to_owned();
+    assert_eq!(
+        Some(payload.as_str()),
+        s.browser.qr(&gone).as_ref().map(|q| q.as_str())
+    );
+    s.browser
+        .link(&gone, &PhoneNumber::new("15550002222").unwrap());
+    s.wait_status("gone", AS_ADMIN, "ready").await;
+    s.shutdown().await;
+}
