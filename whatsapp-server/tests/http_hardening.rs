@@ -258,8 +258,8 @@ async fn socket_io_websockets_and_long_polling_outlive_the_timeouts() {
     ws.send(Message::text(format!("40{{\"token\":\"{ADMIN}\"}}")))
         .await
         .unwrap();
-    let connected = next_text(&mut ws).await;
-    assert!(connected.starts_with("40"), "{connected}");
+    let connected = ws_until(&mut ws, "40").await;
+    assert!(connected.contains("\"sid\""), "{connected}");
 
     // Long-polling: handshake, namespace connect, then a poll the server holds open.
     let poll_base = format!("{}/socket.io/?EIO=4&transport=polling", s.base);
@@ -323,15 +323,7 @@ async fn socket_io_websockets_and_long_polling_outlive_the_timeouts() {
         .await
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
-    let event = loop {
-        let m = next_text(&mut ws).await;
-        if m.starts_with("42") {
-            break m;
-        }
-        if m == "2" {
-            ws.send(Message::text("3")).await.unwrap();
-        }
-    };
+    let event = ws_until(&mut ws, "42").await;
     assert!(event.contains("outlives"), "{event}");
     let polled = tokio::time::timeout(CLOSE_WITHIN, held)
         .await
@@ -345,6 +337,29 @@ async fn socket_io_websockets_and_long_polling_outlive_the_timeouts() {
         "{polled:?}"
     );
     s.app.shutdown().await;
+}
+
+/// The next WebSocket text packet starting with `prefix`; Engine.IO pings (`2`) met on
+/// the way are answered (`3`), as a client does. Bounded by [`next_text`]'s deadline per
+/// packet and at most 20 packets.
+async fn ws_until<S>(ws: &mut S, prefix: &str) -> String
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+        + Unpin,
+{
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let m = next_text(ws).await;
+        if m.starts_with(prefix) {
+            return m;
+        }
+        if m == "2" {
+            ws.send(Message::text("3")).await.unwrap();
+        }
+        seen.push(m);
+    }
+    panic!("no `{prefix}…` packet over the WebSocket: {seen:?}");
 }
 
 async fn next_text<S>(ws: &mut S) -> String
