@@ -134,7 +134,7 @@ Everything runs:
   dashboard   $API/            (sign in with the admin key)
   admin key   $KEY
   API docs    $API/api/docs/
-  metrics     $API/metrics
+  metrics     $API/metrics     (Authorization: Bearer <admin key>)
   emulator    $EMU/devices     (the phone: POST $EMU/scan {"ref","phone"} links a QR)
   logs        $DATA/server.log, $DATA/emulator.log
 

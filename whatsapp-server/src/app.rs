@@ -219,6 +219,7 @@ pub struct App;
 #[derive(Debug)]
 pub struct RunningApp {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: AppState,
     cancel: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
@@ -396,19 +397,47 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::unavailable("HTTP listener", e.to_string()))?;
-        let router = crate::api::router(state.clone()).layer(socket_layer);
-        let http_cancel = cancel.clone();
-        let http = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_cancel.cancelled().await })
-            .await
-        });
+        let limits = state.config.http;
+        // The body time-out wraps Socket.IO too (its polling POSTs have bodies; its held
+        // GETs and WebSocket upgrades have none); the request time-out is inside
+        // `api::router`, so Socket.IO's held long-polling requests are not cut.
+        let router = crate::api::router(state.clone()).layer(socket_layer).layer(
+            tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout),
+        );
+        let mut metrics_addr = None;
+        if let Some(wanted) = state.config.metrics_listen {
+            let metrics_listener = TcpListener::bind(wanted).await.map_err(|e| {
+                Error::unavailable(
+                    "metrics listener",
+                    format!("cannot listen on {wanted}: {e}"),
+                )
+            })?;
+            let bound = metrics_listener
+                .local_addr()
+                .map_err(|e| Error::unavailable("metrics listener", e.to_string()))?;
+            metrics_addr = Some(bound);
+            let metrics_router = crate::api::metrics_router(state.clone());
+            let metrics_cancel = cancel.clone();
+            workers.push(tokio::spawn(async move {
+                if let Err(e) =
+                    crate::serve::serve(metrics_listener, metrics_router, limits, metrics_cancel)
+                        .await
+                {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }));
+            tracing::info!(addr = %bound, "metrics listening without a key");
+        }
+        let http = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            limits,
+            cancel.clone(),
+        ));
         tracing::info!(%addr, "HTTP listening");
         Ok(RunningApp {
             addr,
+            metrics_addr,
             state,
             cancel,
             http,
@@ -421,6 +450,11 @@ impl RunningApp {
     /// The address HTTP listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on without a key (`METRICS_LISTEN`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The shared services.

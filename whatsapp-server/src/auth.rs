@@ -92,6 +92,14 @@ pub fn key_id(key: &str) -> String {
     key.chars().take(KEY_ID_LEN).collect()
 }
 
+/// Whether `presented` is `secret`, compared in constant time (through their SHA-256, so
+/// the length does not leak either).
+pub fn same_secret(presented: &str, secret: &str) -> bool {
+    let a: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let b: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+    constant_time_eq(&a, &b)
+}
+
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

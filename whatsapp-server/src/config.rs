@@ -35,8 +35,8 @@
 //!
 //! # Secrets
 //!
-//! `ADMIN_API_KEY`, `SUPABASE_JWT_SECRET`, `EMAIL_API_TOKEN`, `S3_SECRET_ACCESS_KEY` and
-//! `BACKUP_ENCRYPTION_KEY` print as `***` in `Debug`; the passwords inside `DATABASE_URL` and
+//! `ADMIN_API_KEY`, `SUPABASE_JWT_SECRET`, `EMAIL_API_TOKEN`, `S3_SECRET_ACCESS_KEY`,
+//! `BACKUP_ENCRYPTION_KEY` and `METRICS_TOKEN` print as `***` in `Debug`; the passwords inside `DATABASE_URL` and
 //! `REDIS_URL` are masked with [`RedactedUrl`].
 
 use std::ffi::OsString;
@@ -58,6 +58,7 @@ use whatsapp_storage::store::RedactedUrl;
 
 use crate::messaging::Pacing;
 use crate::outbox::OutboxConfig;
+use crate::serve::HttpLimits;
 
 /// The Chromium executable used when neither `CHROMIUM_PATH` nor `PUPPETEER_EXECUTABLE_PATH`
 /// is set.
@@ -268,6 +269,35 @@ pub struct ServerConfig {
     /// How long one e-mail or webhook delivery may take before it counts as failed.
     #[arg(long, env = "OUTBOX_REQUEST_TIMEOUT", default_value = "15s")]
     pub outbox_request_timeout: String,
+
+    /// HTTP: longest wait for a complete request head, counted from the connection's start
+    /// and, on a kept-alive connection, from the end of the previous response (so it is
+    /// also the idle time-out). Silent, half-sent and idle connections are closed after it.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s")]
+    pub http_header_timeout: String,
+
+    /// HTTP: longest wait for the next piece of a request body.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT", default_value = "10s")]
+    pub http_body_timeout: String,
+
+    /// HTTP: longest time to answer a request, its body included (408 after it); not
+    /// applied to Socket.IO.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s")]
+    pub http_request_timeout: String,
+
+    /// HTTP: most connections open at once (WebSockets included); further ones wait to be
+    /// accepted.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub http_max_connections: usize,
+
+    /// A bearer token for `GET /metrics` (secret); the admin key is accepted too.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// An extra address (`127.0.0.1:9100`) serving `/metrics` without a key, for a
+    /// Prometheus scraper on a private network. Default: none.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -344,6 +374,12 @@ pub struct CheckedServerConfig {
     pub alert_email: Option<EmailAddress>,
     /// Delivery of e-mails and webhooks: retries, dead letters, time-outs.
     pub outbox: OutboxConfig,
+    /// The HTTP listener's time-outs and connection limit.
+    pub http: HttpLimits,
+    /// The bearer token that may read `/metrics` besides the admin key (secret).
+    pub metrics_token: Option<String>,
+    /// Where `/metrics` is also served without a key, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     keepalive: KeepaliveConfig,
     chromium: ChromiumConfig,
 }
@@ -411,6 +447,9 @@ impl fmt::Debug for CheckedServerConfig {
             .field("deleted_backup_retention", &self.deleted_backup_retention)
             .field("alert_email", &self.alert_email)
             .field("outbox", &self.outbox)
+            .field("http", &self.http)
+            .field("metrics_token", &secret(&self.metrics_token))
+            .field("metrics_listen", &self.metrics_listen)
             .field("keepalive", &self.keepalive)
             .field("chromium", &self.chromium)
             .finish()
@@ -478,6 +517,12 @@ impl fmt::Debug for ServerConfig {
             .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("outbox_retry_base", &self.outbox_retry_base)
             .field("outbox_request_timeout", &self.outbox_request_timeout)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_body_timeout", &self.http_body_timeout)
+            .field("http_request_timeout", &self.http_request_timeout)
+            .field("http_max_connections", &self.http_max_connections)
+            .field("metrics_token", &secret(&self.metrics_token))
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -899,6 +944,22 @@ impl ServerConfig {
         outbox
             .validate()
             .map_err(|e| ConfigError::new("OUTBOX_MAX_ATTEMPTS", e.to_string()))?;
+        let http = self.http_limits()?;
+        let metrics_listen = match non_empty(&self.metrics_listen) {
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "METRICS_LISTEN",
+                    format!("`{addr}` is not an address like 127.0.0.1:9100"),
+                )
+            })?),
+            None => None,
+        };
+        if metrics_listen.is_some_and(|m| m == listen) {
+            return Err(ConfigError::new(
+                "METRICS_LISTEN",
+                "must differ from HOST:PORT (the API's address)",
+            ));
+        }
 
         Ok(CheckedServerConfig {
             listen,
@@ -921,9 +982,42 @@ impl ServerConfig {
             ),
             alert_email,
             outbox,
+            http,
+            metrics_token: non_empty(&self.metrics_token).map(str::to_owned),
+            metrics_listen,
             keepalive,
             chromium,
         })
+    }
+
+    /// The `HTTP_*` settings: durations above zero, at least one connection.
+    fn http_limits(&self) -> Result<HttpLimits, ConfigError> {
+        let positive = |setting: &'static str, value: &str| {
+            let d = humantime::parse_duration(value.trim()).map_err(|e| {
+                ConfigError::new(
+                    setting,
+                    format!("`{value}` is not a duration like 10s or 1m: {e}"),
+                )
+            })?;
+            if d.is_zero() {
+                return Err(ConfigError::new(setting, "must be more than zero"));
+            }
+            Ok(d)
+        };
+        let limits = HttpLimits {
+            header_timeout: positive("HTTP_HEADER_TIMEOUT", &self.http_header_timeout)?,
+            body_timeout: positive("HTTP_BODY_TIMEOUT", &self.http_body_timeout)?,
+            request_timeout: positive("HTTP_REQUEST_TIMEOUT", &self.http_request_timeout)?,
+            max_connections: self.http_max_connections,
+        };
+        // tokio's semaphore holds at most `usize::MAX >> 3` permits.
+        if limits.max_connections == 0 || limits.max_connections > 1 << 24 {
+            return Err(ConfigError::new(
+                "HTTP_MAX_CONNECTIONS",
+                "must be 1–16777216",
+            ));
+        }
+        Ok(limits)
     }
 
     fn build_s3(&self) -> Result<S3Config, ConfigError> {

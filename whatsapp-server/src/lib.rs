@@ -24,6 +24,7 @@
 //! - [`qr`]: QR images.
 //! - [`realtime`]: the Socket.IO endpoint pushing `qr`/`authenticated`/`ready`/`status`/
 //!   `disconnected` events to the tenant that owns the session.
+//! - [`serve`]: the HTTP listener: connection limit and time-outs.
 //! - [`tenants`]: tenants' webhook endpoints.
 
 pub mod api;
@@ -41,4 +42,5 @@ pub mod outbox;
 pub mod process;
 pub mod qr;
 pub mod realtime;
+pub mod serve;
 pub mod tenants;

@@ -26,10 +26,9 @@
 //! | `whatsapp_outbox_pending` | gauge | e-mails and webhooks not yet delivered |
 //! | `whatsapp_outbox_lag_seconds` | gauge | age of the oldest pending outbox item (0 if none) |
 //! | `whatsapp_backups_total{result}` | counter | backup attempts, `result` = `ok` or `failed` |
-//! | `whatsapp_backup_bytes{session}` | gauge | size of the session's last good backup archive |
 //! | `whatsapp_backup_archive_bytes` | histogram | sizes of good backup archives |
 //! | `whatsapp_backup_duration_seconds` | histogram | duration of backup attempts |
-//! | `whatsapp_backup_age_seconds{session}` | gauge | time since the session's last backup |
+//! | `whatsapp_backup_age_seconds` | gauge | time since the last backup of the session whose last backup is oldest |
 //! | `whatsapp_restore_done` | gauge | 1 once the start-up restore was handed to the engine |
 //! | `whatsapp_scrape_errors_total` | counter | store reads that failed during a scrape |
 //!
@@ -39,6 +38,13 @@
 //! leave `CONNECTED` to the moment it saw it back. The server cannot know when the network
 //! actually failed, so how long detection itself takes is measured from outside, by the
 //! end-to-end bench that cuts the network at a known instant.
+//!
+//! # No tenant data in labels
+//!
+//! Labels hold only fixed vocabularies (`status`, `result`, `dependency`): no session or
+//! tenant id, so a scrape does not list every tenant's sessions. What is per session
+//! (backup age and size) is aggregated; which session is behind comes from the API
+//! (`GET /api/sessions`, `last_backup_at`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,7 +99,6 @@ struct Inner {
     outage: Histogram,
     transitions: Family<Label, Counter>,
     backups: Family<Label, Counter>,
-    backup_bytes: Family<Label, Gauge>,
     backup_archive_bytes: Histogram,
     backup_duration: Histogram,
     scrape_errors: Counter,
@@ -136,13 +141,6 @@ impl Metrics {
         );
         let backups = Family::<Label, Counter>::default();
         registry.register("backups", "Backup attempts, by result", backups.clone());
-        let backup_bytes = Family::<Label, Gauge>::default();
-        registry.register_with_unit(
-            "backup",
-            "Size of the session's last good backup archive",
-            Unit::Bytes,
-            backup_bytes.clone(),
-        );
         // 64 KiB to 1 GiB.
         let backup_archive_bytes = Histogram::new(exponential_buckets(65_536.0, 4.0, 9));
         registry.register_with_unit(
@@ -172,7 +170,6 @@ impl Metrics {
                 outage,
                 transitions,
                 backups,
-                backup_bytes,
                 backup_archive_bytes,
                 backup_duration,
                 scrape_errors,
@@ -221,8 +218,9 @@ impl Metrics {
     }
 
     /// Records one backup attempt: the `ok`/`failed` counter, its duration, and for a good
-    /// one the archive size (per-session gauge and histogram).
-    pub fn record_backup(&self, session: &SessionId, ok: bool, bytes: u64, duration: Duration) {
+    /// one the archive size (histogram). `_session` is not recorded: labels carry no
+    /// session ids (see the [module docs](self)).
+    pub fn record_backup(&self, _session: &SessionId, ok: bool, bytes: u64, duration: Duration) {
         let result = if ok { "ok" } else { "failed" };
         self.inner
             .backups
@@ -230,10 +228,6 @@ impl Metrics {
             .inc();
         self.inner.backup_duration.observe(duration.as_secs_f64());
         if ok {
-            self.inner
-                .backup_bytes
-                .get_or_create(&[("session", session.as_str().to_owned())])
-                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
             self.inner.backup_archive_bytes.observe(bytes as f64);
         }
     }
@@ -257,19 +251,21 @@ impl Metrics {
                 }
                 scrape.register("sessions", "Stored sessions per status", sessions);
 
-                let age = Family::<Label, FloatGauge>::default();
-                for r in &records {
-                    if let Some(at) = r.last_backup_at {
-                        age.get_or_create(&[("session", r.id.as_str().to_owned())])
-                            .set(seconds_since(at, now));
-                    }
+                let oldest = records
+                    .iter()
+                    .filter_map(|r| r.last_backup_at)
+                    .map(|at| seconds_since(at, now))
+                    .reduce(f64::max);
+                if let Some(oldest) = oldest {
+                    let age = FloatGauge::default();
+                    age.set(oldest);
+                    scrape.register_with_unit(
+                        "backup_age",
+                        "Time since the last backup of the session whose last backup is oldest",
+                        Unit::Seconds,
+                        age,
+                    );
                 }
-                scrape.register_with_unit(
-                    "backup_age",
-                    "Time since the session's last backup",
-                    Unit::Seconds,
-                    age,
-                );
             }
             Err(e) => {
                 errors += 1;
@@ -492,6 +488,7 @@ mod tests {
         m.record_backup(&id("a"), false, 0, Duration::from_secs(1));
         let mut out = String::new();
         encode_registry(&mut out, &m.inner.registry).unwrap();
+        assert!(!out.contains("session="), "a session id in a label:\n{out}");
         for line in [
             "whatsapp_drops_total 1",
             "whatsapp_reconnects_total 1",
@@ -500,7 +497,6 @@ mod tests {
             "whatsapp_status_transitions_total{status=\"ready\"} 1",
             "whatsapp_backups_total{result=\"ok\"} 1",
             "whatsapp_backups_total{result=\"failed\"} 1",
-            "whatsapp_backup_bytes{session=\"a\"} 2048",
             "whatsapp_backup_archive_bytes_count 1",
             "whatsapp_backup_duration_seconds_count 2",
         ] {

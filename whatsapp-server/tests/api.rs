@@ -1186,7 +1186,8 @@ async fn health_metrics_openapi_docs_and_dashboard() {
     assert_eq!(ready.json["status"], "ready");
     assert_eq!(ready.json["restore"], "done");
 
-    let metrics = s.get("/metrics", Key::None).await;
+    // /metrics needs the admin key (or METRICS_TOKEN): tests/http_limits.rs.
+    let metrics = s.get("/metrics", AS_ADMIN).await;
     metrics.ok(200);
     assert!(
         metrics.text.contains("whatsapp_sessions"),

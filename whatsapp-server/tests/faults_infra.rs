@@ -188,6 +188,7 @@ async fn dependency_gauge(api: &Api, name: &str) -> Option<f64> {
     let text = api
         .http()
         .get(format!("{}/metrics", api.base()))
+        .bearer_auth(ADMIN_KEY)
         .send()
         .await
         .ok()?

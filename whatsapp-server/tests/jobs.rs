@@ -370,13 +370,18 @@ async fn monitoring_runs_and_metrics_render_gauges_and_events() {
         "whatsapp_message_queue_depth 0",
         "whatsapp_outbox_pending 0",
         "whatsapp_outbox_lag_seconds 0.0",
-        "whatsapp_backup_age_seconds{session=\"down\"} 3600.0",
+        // The oldest last backup among the sessions, with no session id in a label.
+        "whatsapp_backup_age_seconds 3600.0",
         "whatsapp_restore_done 1",
         "whatsapp_drops_total 0",
         "whatsapp_scrape_errors_total 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    assert!(
+        !text.contains("session=\""),
+        "a session id in a label:\n{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
     assert!(whatsapp_server::metrics::CONTENT_TYPE.starts_with("application/openmetrics-text"));
 

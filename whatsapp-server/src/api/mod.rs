@@ -7,13 +7,22 @@
 //! 4xx/5xx status. Codes: `unauthorized` (401), `forbidden` (403), `not_found` (404),
 //! `invalid_input` / `invalid_json` / `invalid_path` / `invalid_query` (400),
 //! `body_too_large` (413), `unsupported_media_type` (415), `conflict` / `wrong_state` /
-//! `no_qr` / `logged_out` (409), `unavailable` / `timeout` (503), `internal` (500).
+//! `no_qr` / `logged_out` (409), `request_timeout` (408: not answered within
+//! `HTTP_REQUEST_TIMEOUT`), `unavailable` / `timeout` (503), `internal` (500).
 //!
 //! # Authentication
 //!
 //! Every `/api` route except the OpenAPI document and its UI needs a key: see
 //! [`crate::auth`]. A tenant sees only its own sessions: anyone else's answer 404, exactly
-//! like a missing one.
+//! like a missing one. `/metrics` needs the admin key or `METRICS_TOKEN` (or is served
+//! without a key on `METRICS_LISTEN`, [`metrics_router`]).
+//!
+//! # Response headers
+//!
+//! Every answer carries `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff`,
+//! `Referrer-Policy: no-referrer` and a Content-Security-Policy: the dashboard's and the
+//! docs UI's own ([`crate::dashboard`], [`DOCS_CONTENT_SECURITY_POLICY`]), otherwise
+//! [`API_CONTENT_SECURITY_POLICY`]. None of them may be framed.
 
 mod admin;
 mod backups;
@@ -31,6 +40,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use whatsapp_core::{SessionFilter, SessionId, SessionRecord, TenantId};
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json};
@@ -42,6 +53,16 @@ use crate::auth::Caller;
 /// The largest request body accepted (a text message is at most 64 KiB of characters).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// The Content-Security-Policy of JSON answers: they load nothing and are never framed.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The Content-Security-Policy of the Swagger UI at `/api/docs`: its scripts, styles and
+/// the OpenAPI document come from this server; React sets inline `style` attributes and
+/// the UI draws icons from `data:` URLs.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// The whole HTTP surface of the server.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -50,18 +71,69 @@ pub fn router(state: AppState) -> Router {
         .merge(backups::routes())
         .merge(admin::routes())
         .fallback(api_not_found);
+    let docs = openapi::routes().layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CONTENT_SECURITY_POLICY),
+    ));
     let mut app = Router::new()
         .nest("/api", api)
-        .merge(openapi::routes())
+        .merge(docs)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.http.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(request_timeout_body))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
     if let Some(cors) = cors_layer(&state) {
         app = app.layer(cors);
     }
     app.with_state(state)
+}
+
+/// `/metrics` alone, without a key, for the private `METRICS_LISTEN` address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(open_metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.http.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Gives the empty `408` of the request time-out the API's error body.
+async fn request_timeout_body(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not received and answered within HTTP_REQUEST_TIMEOUT",
+        )
+        .into_response();
+    }
+    response
 }
 
 fn cors_layer(state: &Services) -> Option<CorsLayer> {
@@ -143,9 +215,33 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text exposition, for `Authorization: Bearer <METRICS_TOKEN>`
+/// or the admin key; 401 without a key or with an unknown one, 403 with a tenant's.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus metrics"),
+    (status = 401, description = "no key, or an unknown one"),
+    (status = 403, description = "a tenant's key")),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    let token = presented_key(&parts);
+    let by_token = match (&token, &state.config.metrics_token) {
+        (Some(presented), Some(wanted)) => crate::auth::same_secret(presented, wanted),
+        _ => false,
+    };
+    if !by_token {
+        let caller = match Caller::from_request_parts(&mut parts.clone(), &state).await {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = require_admin(&caller) {
+            return e.into_response();
+        }
+    }
+    open_metrics(State(state)).await
+}
+
+/// `/metrics` without a check, for [`metrics_router`].
+async fn open_metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state).await;
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }

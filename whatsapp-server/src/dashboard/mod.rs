@@ -5,6 +5,8 @@
 //! Content-Security-Policy below holds: scripts and styles come only from this server, and
 //! images only from here, `data:` or `blob:` (the QR code is fetched with the API key and
 //! shown through a `blob:` URL, since an `<img src>` cannot send an `Authorization` header).
+//! No page may frame it (`frame-ancestors 'none'`, `X-Frame-Options: DENY`), so a key typed
+//! into it cannot be clickjacked; it sends no referrer.
 //!
 //! # Routes
 //!
@@ -13,9 +15,10 @@
 //! - `GET /dashboard/style.css`: its style sheet.
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("index.html");
@@ -24,13 +27,22 @@ const APP_JS: &str = include_str!("app.js");
 /// The page's style sheet.
 const STYLE_CSS: &str = include_str!("style.css");
 
-/// Same-origin only; `data:`/`blob:` images for the QR code.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; \
-     style-src 'self'; script-src 'self'; connect-src 'self'";
+/// Same-origin only; `data:`/`blob:` images for the QR code; never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; \
+     style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The dashboard: `/` and its assets under `/dashboard/`.
+/// The security headers of every dashboard file (tower-http's `SetResponseHeaderLayer`).
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// The dashboard: `/` and its assets under `/dashboard/`, with the security headers.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
@@ -42,7 +54,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/dashboard/style.css",
             get(|| async { asset("text/css", STYLE_CSS) }),
-        )
+        );
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
 }
 
 /// One compiled-in file with the dashboard's headers. `no-cache` makes the browser
@@ -52,8 +71,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )
@@ -103,12 +120,15 @@ mod tests {
             assert_eq!(
                 header_of(&response, header::CONTENT_SECURITY_POLICY),
                 "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
-                 script-src 'self'; connect-src 'self'"
+                 script-src 'self'; connect-src 'self'; object-src 'none'; \
+                 base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
             );
             assert_eq!(
                 header_of(&response, header::X_CONTENT_TYPE_OPTIONS),
                 "nosniff"
             );
+            assert_eq!(header_of(&response, header::X_FRAME_OPTIONS), "DENY");
+            assert_eq!(header_of(&response, header::REFERRER_POLICY), "no-referrer");
             assert_eq!(body_text(response).await, body, "{path}");
         }
     }
