@@ -220,6 +220,23 @@ impl Server {
         .unwrap();
     }
 
+    /// Makes sure not even the smallest commit fits. A failed commit of several pages
+    /// leaves the WAL file longer than its last commit, and a later smaller commit fits in
+    /// that room (and is durable: a 2xx for it is right); one-row probe writes use it up
+    /// until one fails, so that every route meets a really full disk.
+    async fn exhaust(&self, fs: &SmallFs) {
+        let probe = self.app.state().database.clone();
+        for _ in 0..1000 {
+            fs.fill();
+            match probe.probe_write(SystemClock.now()).await {
+                Ok(()) => continue,
+                Err(whatsapp_core::Error::StorageFull { .. }) => return,
+                Err(e) => panic!("the probe write failed otherwise than with a full disk: {e}"),
+            }
+        }
+        panic!("1000 probe writes still fit on the \"full\" disk");
+    }
+
     async fn send_text(&self, session: &str, text: &str) -> Answer {
         self.post(
             &format!("/api/sessions/{session}/messages"),
@@ -366,7 +383,8 @@ fn write_routes(
 }
 
 /// What the write routes need: a linked session `alpha` with an owner e-mail, a backup and
-/// two sent texts; a stopped session `beta`; tenant `acme` with a key; a dead outbox item.
+/// two sent texts; a stopped session `beta`; tenant `acme` with a key and a webhook; a dead
+/// outbox item.
 /// Returns (key id, dead outbox item, backup id, ids handed out so far).
 async fn prepare(s: &Server) -> (String, i64, String, BTreeSet<i64>, BTreeSet<i64>) {
     s.linked_session("alpha", "15557770000").await;
@@ -383,6 +401,15 @@ async fn prepare(s: &Server) -> (String, i64, String, BTreeSet<i64>, BTreeSet<i6
         .as_str()
         .unwrap()
         .to_owned();
+    // A webhook to clear (clearing none would change no byte, and SQLite then rightly
+    // commits nothing without touching the disk).
+    s.call(
+        Method::PUT,
+        "/api/tenants/acme/webhook",
+        Some(json!({ "url": "https://hooks.example.com/first", "secret": "0123456789abcdef0123" })),
+    )
+    .await
+    .ok("set webhook", 200);
     s.fake_profile("alpha");
     let backup = s.post("/api/sessions/alpha/backups", json!(null)).await;
     let backup_id = backup.ok("backup", 201)["backup_id"]
@@ -425,6 +452,7 @@ async fn full_disk_refuses_every_write_with_507_and_recovers_without_reusing_ids
     // Every route is called, then every wrong answer is reported at once.
     let mut wrong = Vec::new();
     for (what, method, path, body) in write_routes(&key_id, dead, &backup_id) {
+        s.exhaust(&fs).await;
         let a = s.call(method, &path, body).await;
         let message = a.json["error"]["message"].as_str().unwrap_or_default();
         if a.status.as_u16() != 507

@@ -15,8 +15,9 @@ use whatsapp_core::{
 };
 
 use super::{
-    RedactedUrl, SESSION_COLUMNS, SessionRow, accepted_statuses, lease_conflict, lease_expiry,
-    map_migrate, map_sqlx, push_patch, session_not_found, transition_conflict,
+    RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses, first_row,
+    lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch, session_not_found,
+    transition_conflict,
 };
 
 const BACKEND: &str = "postgres";
@@ -204,6 +205,21 @@ fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 #[async_trait]
+impl WriteProbe for PostgresSessionStore {
+    async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO write_probe (id, probed_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(truncate_micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl SessionStore for PostgresSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
@@ -283,8 +299,9 @@ impl SessionStore for PostgresSessionStore {
         qb.push(format!(" RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         match row {
             Some(row) => decode(&row),
@@ -312,8 +329,9 @@ impl SessionStore for PostgresSessionStore {
             .bind(ts(now))
             .bind(id.as_str())
             .bind(accepted)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         if let Some(row) = row {
             return decode(&row);
@@ -341,8 +359,9 @@ impl SessionStore for PostgresSessionStore {
         .bind(expires_at)
         .bind(id.as_str())
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .map(first_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         if row.is_some() {
             return Ok(Lease {
@@ -366,8 +385,8 @@ impl SessionStore for PostgresSessionStore {
         )
         .bind(id.as_str())
         .bind(node.as_str())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_all(&self.pool)
+        .await.and_then(one_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         let exists: bool = row.try_get(0).map_err(|e| map_sqlx(BACKEND, e))?;
         if exists {

@@ -461,8 +461,8 @@ macro_rules! impl_queues {
                         .bind(item.dedupe_key.as_deref())
                         .bind(Json(&item.payload))
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?;
                     if let Some(row) = row {
                         return decode_outbox(&row);
@@ -522,8 +522,8 @@ macro_rules! impl_queues {
                     match sqlx::query(&sql)
                         .bind($ts(now))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -549,8 +549,8 @@ macro_rules! impl_queues {
                         .bind(error)
                         .bind(retry_at.map($ts))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -602,8 +602,8 @@ macro_rules! impl_queues {
                     match sqlx::query(&sql)
                         .bind($ts(now))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -670,8 +670,8 @@ macro_rules! impl_queues {
                         .bind(m.body.as_str())
                         .bind($ts(m.not_before))
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool)
+                        .await.map(first_row);
                     let row = match row {
                         Ok(row) => row,
                         Err(sqlx::Error::Database(e))
@@ -725,8 +725,8 @@ macro_rules! impl_queues {
                     sqlx::query(&sql)
                         .bind(session.as_str())
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                         .map(|row| decode_message(&row))
                         .transpose()
@@ -746,8 +746,8 @@ macro_rules! impl_queues {
                         .bind($ts(now))
                         .bind(message_id.0.as_str())
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_message(&row),
@@ -773,8 +773,8 @@ macro_rules! impl_queues {
                         .bind(error)
                         .bind(retry_at.map($ts))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_message(&row),

@@ -19,8 +19,9 @@ use whatsapp_core::{
 };
 
 use super::{
-    RedactedUrl, SESSION_COLUMNS, SessionRow, accepted_statuses, lease_conflict, lease_expiry,
-    map_migrate, map_sqlx, push_patch, session_not_found, transition_conflict,
+    RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses, first_row,
+    lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch, session_not_found,
+    sqlite_connection_usable, transition_conflict,
 };
 
 const BACKEND: &str = "sqlite";
@@ -122,6 +123,13 @@ impl SqliteSessionStore {
                 .min_connections(1)
                 .max_connections(MAX_CONNECTIONS)
                 .idle_timeout(IDLE_TIMEOUT)
+                // A connection opened while the directory was read-only stays read-only, and
+                // one that hit an I/O error may keep a bad handle: after such an error every
+                // connection opened before it is closed instead of reused, so the pool
+                // recovers by itself once the disk is writable again (no restart).
+                .before_acquire(|_conn, meta| {
+                    Box::pin(async move { Ok(sqlite_connection_usable(meta.age)) })
+                })
         };
         let pool = pool_options
             .connect_with(options)
@@ -270,6 +278,21 @@ fn decode(row: &SqliteRow) -> Result<SessionRecord> {
 }
 
 #[async_trait]
+impl WriteProbe for SqliteSessionStore {
+    async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO write_probe (id, probed_at) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
@@ -350,8 +373,9 @@ impl SessionStore for SqliteSessionStore {
         qb.push(format!(" RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         match row {
             Some(row) => decode(&row),
@@ -380,8 +404,9 @@ impl SessionStore for SqliteSessionStore {
         qb.push(format!(") RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         if let Some(row) = row {
             return decode(&row);
@@ -409,8 +434,9 @@ impl SessionStore for SqliteSessionStore {
         .bind(micros(expires_at))
         .bind(id.as_str())
         .bind(micros(now))
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .map(first_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         if row.is_some() {
             return Ok(Lease {

@@ -339,8 +339,8 @@ macro_rules! impl_tenants {
                         .bind(t.id.as_str())
                         .bind(t.name.as_deref())
                         .bind($ts(now))
-                        .fetch_one(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool)
+                        .await.and_then(one_row);
                     match row {
                         Ok(row) => decode_tenant(&row),
                         Err(sqlx::Error::Database(e))
@@ -383,8 +383,8 @@ macro_rules! impl_tenants {
                         .bind(url)
                         .bind(secret)
                         .bind(id.as_str())
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool)
+                        .await.map(first_row)
                         .map_err(db)?
                         .map(|row| decode_tenant(&row))
                         .transpose()?
@@ -421,8 +421,8 @@ macro_rules! impl_tenants {
                         .bind(key_hash)
                         .bind(label)
                         .bind($ts(now))
-                        .fetch_one(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool)
+                        .await.and_then(one_row);
                     match row {
                         Ok(row) => decode_key(&row),
                         Err(sqlx::Error::Database(e))
