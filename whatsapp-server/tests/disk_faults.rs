@@ -529,3 +529,88 @@ async fn full_disk_refuses_every_write_with_507_and_recovers_without_reusing_ids
     s.app.shutdown().await;
     drop(fs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_disk_is_not_ready_refuses_writes_and_recovers_after_remount_rw() {
+    let fs = SmallFs::mount(8192);
+    // The database exists, with the WAL and wal-index files a running server keeps, before
+    // its disk turns read-only. The kernel refuses `remount,ro` while a file on the disk is
+    // open for writing, so the files are copied from an open database and the server starts
+    // on the read-only disk: every connection its pool opens is then read-only — what used
+    // to stay broken until a restart.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let store =
+        whatsapp_storage::store::SqliteSessionStore::open(elsewhere.path().join("db.sqlite"))
+            .await
+            .expect("create the database");
+    for name in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+        std::fs::copy(elsewhere.path().join(name), fs.path().join(name))
+            .unwrap_or_else(|e| panic!("copy {name}: {e}"));
+    }
+    store.close().await;
+    fs.remount_ro()
+        .expect("remount the database's disk read-only (nothing has a file on it open)");
+    let s = Server::start(fs.path()).await;
+
+    let ready = s.get("/readyz").await;
+    assert_eq!(
+        (ready.status, ready.json["database"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("read_only")),
+        "readyz on a read-only disk: {}",
+        ready.text
+    );
+    let mut wrong = Vec::new();
+    for (what, path, body) in [
+        ("create tenant", "/api/tenants", json!({ "id": "acme" })),
+        (
+            "create session",
+            "/api/sessions",
+            json!({ "id": "ro", "start": false }),
+        ),
+    ] {
+        let a = s.post(path, body).await;
+        let message = a.json["error"]["message"].as_str().unwrap_or_default();
+        if a.status != StatusCode::SERVICE_UNAVAILABLE
+            || a.json["error"]["code"] != "read_only"
+            || !message.contains("read-only")
+        {
+            wrong.push(format!("{what}: {} {}", a.status, a.text));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "on a read-only disk writes must answer 503 read_only naming the cause:\n{}",
+        wrong.join("\n")
+    );
+
+    // Writable again: the same process takes writes (a read-only connection opened in
+    // between may refuse one more, and is replaced then).
+    fs.remount_rw();
+    let start = Instant::now();
+    loop {
+        let a = s.post("/api/tenants", json!({ "id": "acme" })).await;
+        if a.status == StatusCode::CREATED {
+            break;
+        }
+        a.error("create tenant after remount,rw", 503, "read_only");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "still read-only {DEADLINE:?} after remount,rw: {} ({:?})",
+            a.text,
+            s.app.state().database
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    s.post("/api/sessions", json!({ "id": "rw", "start": false }))
+        .await
+        .ok("create session after remount,rw", 201);
+    let a = s.send_text("rw", "writable again").await;
+    a.ok("send after remount,rw", 202);
+    s.poll("/readyz", "ready after remount,rw", |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+
+    s.app.shutdown().await;
+    drop(fs);
+}

@@ -536,24 +536,31 @@ fn nanos_since_base(t: std::time::Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(clock_base()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Marks every SQLite connection opened until now as retired: each is closed instead of
-/// handed out at its next acquire ([`sqlite_connection_usable`]). Process-wide, because the
-/// error does not say which connection failed; reopening a SQLite connection is cheap.
+/// Marks every SQLite pool opened until now as retired: its next use closes it and opens a
+/// new one ([`sqlite_retired_since`]). Process-wide, because the error does not say which
+/// connection failed; reopening a SQLite pool is cheap.
 pub(crate) fn retire_sqlite_connections() {
     // At least 1, so that "retired at 0" keeps meaning "never".
     let now = nanos_since_base(std::time::Instant::now()).max(1);
     SQLITE_RETIRED_AT.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether a pooled SQLite connection of age `age` was opened after the last retirement.
-pub(crate) fn sqlite_connection_usable(age: Duration) -> bool {
+/// Whether a SQLite error that retires connections came after `opened`.
+pub(crate) fn sqlite_retired_since(opened: std::time::Instant) -> bool {
     let retired = SQLITE_RETIRED_AT.load(std::sync::atomic::Ordering::SeqCst);
-    if retired == 0 {
-        return true;
+    retired != 0 && retired >= nanos_since_base(opened)
+}
+
+/// [`Pool::current`](CurrentPool::current) for backends whose pool is never replaced.
+pub(crate) trait CurrentPool: Sized {
+    /// A clone of the pool.
+    fn current(&self) -> impl std::future::Future<Output = Self> + Send;
+}
+
+impl<DB: sqlx::Database> CurrentPool for sqlx::Pool<DB> {
+    async fn current(&self) -> Self {
+        self.clone()
     }
-    let now = std::time::Instant::now();
-    let opened = now.checked_sub(age).unwrap_or_else(clock_base);
-    nanos_since_base(opened) > retired
 }
 
 /// Maps a migration error.
@@ -689,8 +696,9 @@ mod tests {
     }
 
     #[test]
-    fn retiring_closes_only_connections_opened_before() {
+    fn retiring_renews_pools_opened_before() {
+        let before = std::time::Instant::now();
         retire_sqlite_connections();
-        assert!(!sqlite_connection_usable(Duration::from_secs(3600)));
+        assert!(sqlite_retired_since(before));
     }
 }

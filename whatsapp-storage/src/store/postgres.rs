@@ -15,9 +15,9 @@ use whatsapp_core::{
 };
 
 use super::{
-    RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses, first_row,
-    lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch, session_not_found,
-    transition_conflict,
+    CurrentPool, RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses,
+    first_row, lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch,
+    session_not_found, transition_conflict,
 };
 
 const BACKEND: &str = "postgres";
@@ -132,7 +132,7 @@ impl PostgresSessionStore {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
         sqlx::query(&sql)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?
             .map(|row| decode(&row))
@@ -212,7 +212,7 @@ impl WriteProbe for PostgresSessionStore {
              ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
         )
         .bind(truncate_micros(now))
-        .execute(&self.pool)
+        .execute(&self.pool.current().await)
         .await
         .map_err(|e| map_sqlx(BACKEND, e))?;
         Ok(())
@@ -245,7 +245,7 @@ impl SessionStore for PostgresSessionStore {
             .bind(i64::from(r.reconnects))
             .bind(r.lease.as_ref().map(|l| l.node.as_str()))
             .bind(r.lease.as_ref().map(|l| ts(l.expires_at)))
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -280,7 +280,7 @@ impl SessionStore for PostgresSessionStore {
         qb.push(" ORDER BY id");
         let rows = qb
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         rows.iter().map(decode).collect()
@@ -299,7 +299,7 @@ impl SessionStore for PostgresSessionStore {
         qb.push(format!(" RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
             .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
@@ -329,7 +329,7 @@ impl SessionStore for PostgresSessionStore {
             .bind(ts(now))
             .bind(id.as_str())
             .bind(accepted)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
             .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
@@ -359,7 +359,7 @@ impl SessionStore for PostgresSessionStore {
         .bind(expires_at)
         .bind(id.as_str())
         .bind(ts(now))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool.current().await)
         .await
         .map(first_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
@@ -385,7 +385,7 @@ impl SessionStore for PostgresSessionStore {
         )
         .bind(id.as_str())
         .bind(node.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool.current().await)
         .await.and_then(one_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         let exists: bool = row.try_get(0).map_err(|e| map_sqlx(BACKEND, e))?;
@@ -399,7 +399,7 @@ impl SessionStore for PostgresSessionStore {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         Ok(done.rows_affected() > 0)
