@@ -278,12 +278,41 @@ async fn prepare_profile_dir(dir: &Path) -> Result<PathBuf> {
             format!("cannot create profile dir {}: {e}", dir.display()),
         )
     })?;
-    tokio::fs::canonicalize(dir).await.map_err(|e| {
+    let dir = tokio::fs::canonicalize(dir).await.map_err(|e| {
         Error::backend(
             "chromium",
             false,
             format!("profile dir {}: {e}", dir.display()),
         )
+    })?;
+    check_writable(&dir).await?;
+    Ok(dir)
+}
+
+/// Chromium cannot create its `SingletonLock` in a profile it cannot write and then exits
+/// with code 21, which it also uses for "profile in use on another computer". A tiny file
+/// created and removed first tells the real cause: a read-only or full disk, or no
+/// permission.
+async fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let result = match tokio::fs::write(&probe, b"").await {
+        Ok(()) => tokio::fs::remove_file(&probe).await,
+        Err(e) => Err(e),
+    };
+    let Err(e) = result else { return Ok(()) };
+    let reason = format!("profile directory {} is not writable: {e}", dir.display());
+    Err(match e.raw_os_error() {
+        // ENOSPC, EDQUOT
+        Some(28 | 122) => Error::StorageFull {
+            what: "chromium profile".into(),
+            reason,
+        },
+        // EROFS, EACCES, EPERM
+        Some(30 | 13 | 1) => Error::StorageReadOnly {
+            what: "chromium profile".into(),
+            reason,
+        },
+        _ => Error::backend("chromium", true, reason),
     })
 }
 

@@ -80,7 +80,8 @@ impl fmt::Display for ExitReport {
             }
             (Some(21), _) => write!(
                 f,
-                "chromium exited with code 21 (profile locked by another computer)"
+                "chromium exited with code 21 (it could not lock its profile: in use by another \
+                 browser or computer, or the profile directory is not writable)"
             ),
             (Some(c), _) => write!(f, "chromium exited with code {c}"),
             (None, Some(s)) => write!(f, "chromium's process group was killed by signal {s}"),

@@ -72,6 +72,26 @@ pub enum Error {
     /// archive). Not transient.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The disk holding a store is full (SQLite `SQLITE_FULL`, `ENOSPC`, Postgres `53100`):
+    /// nothing was written. Transient: the write succeeds once space is freed, without a
+    /// restart.
+    #[error("{what} is out of space: {reason}")]
+    StorageFull {
+        /// The store, e.g. `"sqlite"`, `"postgres"`.
+        what: String,
+        /// Why, for the log and the operator.
+        reason: String,
+    },
+    /// A store cannot be written because its file or disk is read-only (SQLite
+    /// `SQLITE_READONLY`, `EROFS`, Postgres `25006`): nothing was written. Transient: the
+    /// write succeeds once the disk is writable again, without a restart.
+    #[error("{what} is read-only: {reason}")]
+    StorageReadOnly {
+        /// The store, e.g. `"sqlite"`.
+        what: String,
+        /// Why, for the log and the operator.
+        reason: String,
+    },
     /// A backend library failed in a way the variants above do not describe.
     #[error("{backend} error: {source}")]
     Backend {
@@ -89,7 +109,11 @@ impl Error {
     /// Whether the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::Timeout { .. } | Error::Crashed(_) => true,
+            Error::Unavailable { .. }
+            | Error::Timeout { .. }
+            | Error::Crashed(_)
+            | Error::StorageFull { .. }
+            | Error::StorageReadOnly { .. } => true,
             Error::Backend { transient, .. } => *transient,
             Error::InvalidInput { .. }
             | Error::NotFound { .. }
@@ -142,6 +166,8 @@ impl Error {
             Error::Crashed(_) => "crashed",
             Error::LoggedOut => "logged_out",
             Error::Corrupt(_) => "corrupt",
+            Error::StorageFull { .. } => "insufficient_storage",
+            Error::StorageReadOnly { .. } => "read_only",
             Error::Backend { .. } => "backend",
         }
     }
@@ -165,6 +191,22 @@ mod tests {
         assert!(!Error::LoggedOut.is_transient());
         assert!(Error::backend("s3", true, "reset").is_transient());
         assert!(!Error::backend("s3", false, "denied").is_transient());
+        let full = Error::StorageFull {
+            what: "sqlite".into(),
+            reason: "database or disk is full".into(),
+        };
+        assert!(full.is_transient(), "freeing space needs no restart");
+        assert_eq!(full.code(), "insufficient_storage");
+        let ro = Error::StorageReadOnly {
+            what: "sqlite".into(),
+            reason: "attempt to write a readonly database".into(),
+        };
+        assert!(ro.is_transient());
+        assert_eq!(ro.code(), "read_only");
+        assert_eq!(
+            ro.to_string(),
+            "sqlite is read-only: attempt to write a readonly database"
+        );
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct Services {
     pub redis: Option<crate::deps::RedisHandle>,
     /// The health of the database, Redis and the backup store ([`crate::deps`]).
     pub deps: crate::deps::Dependencies,
+    /// The database's write probe (`/readyz`, and the lifecycle routes whose status writes
+    /// happen in the engine).
+    pub database: Arc<dyn whatsapp_storage::store::WriteProbe>,
 }
 
 impl Services {
@@ -347,6 +350,7 @@ impl App {
             restored: AtomicBool::new(false),
             deps,
             redis: redis.map(crate::deps::RedisHandle),
+            database: stores.probe.clone(),
         });
 
         let mut workers = Vec::new();

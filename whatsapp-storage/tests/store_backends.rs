@@ -610,12 +610,12 @@ mod sqlite {
         let store = SqliteSessionStore::open(&path).await.unwrap();
         assert!(path.exists());
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(store.pool())
+            .fetch_one(&store.pool())
             .await
             .unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(store.pool())
+            .fetch_one(&store.pool())
             .await
             .unwrap();
         assert_eq!(fk, 1);

@@ -148,6 +148,8 @@ pub async fn restore(
 ) -> Result<Json<RestoreView>, ApiError> {
     let body: RestoreRequest = optional_json(&body)?;
     let record = load_session(&state, &caller, &id).await?;
+    // The restart after the restore records statuses through the engine.
+    super::require_writable(&state).await?;
     let owner = BackupOwner::of(&record);
     let backup = match &body.backup_id {
         Some(key) => state

@@ -74,6 +74,9 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::LoggedOut => (StatusCode::CONFLICT, "logged_out"),
             Error::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            // A full disk: nothing was stored; the client may retry once space is freed.
+            Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            Error::StorageReadOnly { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
             Error::Unavailable { .. } | Error::Crashed(_) | Error::ModuleMissing { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

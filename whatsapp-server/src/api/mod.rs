@@ -7,8 +7,10 @@
 //! 4xx/5xx status. Codes: `unauthorized` (401), `forbidden` (403), `not_found` (404),
 //! `invalid_input` / `invalid_json` / `invalid_path` / `invalid_query` (400),
 //! `body_too_large` (413), `unsupported_media_type` (415), `conflict` / `wrong_state` /
-//! `no_qr` / `logged_out` (409), `request_timeout` (408: not answered within
-//! `HTTP_REQUEST_TIMEOUT`), `unavailable` / `timeout` (503), `internal` (500).
+//! `no_qr` / `logged_out` / `ambiguous` (409), `request_timeout` (408: not answered within
+//! `HTTP_REQUEST_TIMEOUT`), `unavailable` / `timeout` / `read_only` (503),
+//! `insufficient_storage` (507: the database's disk is full; nothing was stored),
+//! `internal` (500). A 2xx to a write always means it was committed.
 //!
 //! # Authentication
 //!
@@ -169,19 +171,50 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers and the start-up restore has been handed to the
-/// engine; 503 otherwise, naming what is missing.
+/// How long `/readyz` (and [`require_writable`]) wait for the database's write probe.
+const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The database's write probe, bounded by [`WRITE_PROBE_TIMEOUT`].
+async fn probe_database(state: &Services) -> whatsapp_core::Result<()> {
+    match tokio::time::timeout(
+        WRITE_PROBE_TIMEOUT,
+        state.database.probe_write(state.clock.now()),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(whatsapp_core::Error::Timeout {
+            what: "the database's write probe".into(),
+            after: WRITE_PROBE_TIMEOUT,
+        }),
+    }
+}
+
+/// Refuses (507 `insufficient_storage`, 503 `read_only` / `unavailable`) unless the
+/// database takes a write now: for routes whose own writes happen later, in the engine
+/// (start, stop, restart, logout, restore), so that their 2xx never hides a store that
+/// cannot record what they did.
+pub async fn require_writable(state: &Services) -> Result<(), ApiError> {
+    probe_database(state).await.map_err(ApiError::from)
+}
+
+/// `GET /readyz`: the database takes a write (a one-row probe, so a full or read-only disk
+/// is not ready) and the start-up restore has been handed to the engine; 503 otherwise,
+/// naming what is missing (`database`: `ok`, `full`, `read_only`, `unreachable`).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let db = tokio::time::timeout(
-        Duration::from_secs(3),
-        state
-            .sessions
-            .get(&SessionId::new("readyz-probe").expect("valid id")),
-    )
-    .await;
-    let db_ok = matches!(db, Ok(Ok(_)));
+    let db = probe_database(&state).await;
+    let db_ok = db.is_ok();
+    let database = match &db {
+        Ok(()) => "ok",
+        Err(whatsapp_core::Error::StorageFull { .. }) => "full",
+        Err(whatsapp_core::Error::StorageReadOnly { .. }) => "read_only",
+        Err(_) => "unreachable",
+    };
+    if let Err(e) = &db {
+        tracing::warn!(error = %e, "readiness: the database does not take writes");
+    }
     let restored = state.restored.load(Ordering::SeqCst);
     // Redis carries the message queue when configured: without it nothing can be queued.
     let redis_ok = state.deps.is_up(crate::deps::REDIS);
@@ -203,7 +236,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .collect();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "database": if db_ok { "ok" } else { "unreachable" },
+        "database": database,
         "restore": if restored { "done" } else { "running" },
         "dependencies": deps,
     });

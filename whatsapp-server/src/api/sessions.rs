@@ -265,6 +265,7 @@ pub async fn start_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
+    super::require_writable(&state).await?;
     if !state.start_session(&record.id).await? {
         return Err(ApiError::wrong_state(format!(
             "session {} already runs (status {})",
@@ -285,6 +286,7 @@ pub async fn stop_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
+    super::require_writable(&state).await?;
     match state.stop_session(&record.id).await {
         Ok(()) => {}
         Err(Error::NotFound { .. }) => {
@@ -310,6 +312,7 @@ pub async fn restart_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
+    super::require_writable(&state).await?;
     state.engine.restart(&record.id).await?;
     state.messaging.start(&record.id);
     accepted(&state, &record.id).await
@@ -327,6 +330,7 @@ pub async fn logout_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
+    super::require_writable(&state).await?;
     state.messaging.stop(&record.id).await;
     match state.engine.logout(&record.id).await {
         Ok(()) => {}

@@ -103,6 +103,22 @@ pub struct Stores {
     pub tenants: Arc<dyn TenantStore>,
     /// The cache of phone-number checks.
     pub numbers: Arc<dyn NumberCache>,
+    /// The database's write probe (readiness: is the disk full or read-only?).
+    pub probe: Arc<dyn WriteProbe>,
+}
+
+/// A cheap check that the database takes writes, for readiness probes.
+///
+/// # Contract
+///
+/// - `probe_write` overwrites the one row of table `write_probe` and returns once that is
+///   committed: the database never grows by it, and a full disk
+///   ([`Error::StorageFull`]) or a read-only one ([`Error::StorageReadOnly`]) fails it the
+///   way it fails every other write.
+#[async_trait::async_trait]
+pub trait WriteProbe: Send + Sync + fmt::Debug + 'static {
+    /// Commits one tiny write stamped `now`.
+    async fn probe_write(&self, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// Opens the session store named by `url` and runs its migrations.
@@ -134,6 +150,7 @@ pub async fn open(url: &str) -> Result<Stores> {
                     messages: Arc::new(store.message_queue()),
                     tenants: Arc::new(store.tenants()),
                     numbers: Arc::new(store.numbers()),
+                    probe: Arc::new(store.clone()),
                     sessions: Arc::new(store),
                 })
             }
@@ -154,6 +171,7 @@ pub async fn open(url: &str) -> Result<Stores> {
                     messages: Arc::new(store.message_queue()),
                     tenants: Arc::new(store.tenants()),
                     numbers: Arc::new(store.numbers()),
+                    probe: Arc::new(store.clone()),
                     sessions: Arc::new(store),
                 })
             }
@@ -385,15 +403,60 @@ pub(crate) fn session_not_found(id: &SessionId) -> Error {
     Error::not_found(format!("session {id}"))
 }
 
+/// The first row of a `… RETURNING` write run with `fetch_all`.
+///
+/// Writes with `RETURNING` are always run to completion (`fetch_all`), never with
+/// `fetch_optional`/`fetch_one`: sqlx's SQLite driver stops stepping a statement after the
+/// row it wanted and discards the error of the final step, and in autocommit mode that final
+/// step is the **commit**. A commit that failed (a full disk: `SQLITE_FULL`) then looked
+/// like a stored row, with an id that the next insert was handed again.
+pub(crate) fn first_row<R>(rows: Vec<R>) -> Option<R> {
+    rows.into_iter().next()
+}
+
+/// Like [`first_row`] for a write that must return a row.
+pub(crate) fn one_row<R>(rows: Vec<R>) -> Result<R, sqlx::Error> {
+    rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
+}
+
 /// Maps an sqlx error to the core error type. Conflicts are decided by the callers that know
 /// what the conflict means; here a unique violation is a generic [`Error::Conflict`].
+///
+/// A full disk is [`Error::StorageFull`] and a read-only one [`Error::StorageReadOnly`], so
+/// that the server can tell the client (507, 503 `read_only`) and the operator what is
+/// wrong. A SQLite error that leaves a connection unusable (read-only, I/O error, cannot
+/// open) also retires the pool's connections opened before it ([`sqlite_fault`]).
 pub(crate) fn map_sqlx(backend: &'static str, err: sqlx::Error) -> Error {
     use sqlx::Error as E;
     match err {
         E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned());
+            let fault = match (backend, code.as_deref()) {
+                ("postgres", Some(c)) => pg_fault(c),
+                (_, Some(c)) => sqlite_fault(c),
+                _ => None,
+            };
+            match fault {
+                Some(StorageFault::Full) => {
+                    return Error::StorageFull {
+                        what: backend.to_owned(),
+                        reason: format!("the disk holding the database is full ({})", db.message()),
+                    };
+                }
+                Some(StorageFault::ReadOnly) => {
+                    return Error::StorageReadOnly {
+                        what: backend.to_owned(),
+                        reason: format!(
+                            "the database file or its directory is read-only ({})",
+                            db.message()
+                        ),
+                    };
+                }
+                None => {}
+            }
             let transient = match backend {
-                "postgres" => db.code().is_some_and(|c| pg_code_is_transient(&c)),
-                _ => db.code().is_some_and(|c| sqlite_code_is_transient(&c)),
+                "postgres" => code.as_deref().is_some_and(pg_code_is_transient),
+                _ => code.as_deref().is_some_and(sqlite_code_is_transient),
             };
             match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation => {
@@ -408,10 +471,99 @@ pub(crate) fn map_sqlx(backend: &'static str, err: sqlx::Error) -> Error {
             }
         }
         E::RowNotFound => Error::not_found("row"),
+        E::Io(io) if io.raw_os_error() == Some(ENOSPC) => Error::StorageFull {
+            what: backend.to_owned(),
+            reason: format!("the disk holding the database is full ({io})"),
+        },
+        E::Io(io) if io.raw_os_error() == Some(EROFS) => {
+            retire_sqlite_connections();
+            Error::StorageReadOnly {
+                what: backend.to_owned(),
+                reason: format!("the database's file system is read-only ({io})"),
+            }
+        }
         e @ (E::Io(_) | E::PoolTimedOut | E::Tls(_) | E::Protocol(_) | E::WorkerCrashed) => {
             Error::backend(backend, true, e)
         }
         e => Error::backend(backend, false, e),
+    }
+}
+
+/// `ENOSPC` and `EROFS` on Linux (and every other Unix this runs on).
+const ENOSPC: i32 = 28;
+const EROFS: i32 = 30;
+
+/// What is wrong with the storage under a database, when it is the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageFault {
+    Full,
+    ReadOnly,
+}
+
+/// Postgres: `53100` disk_full; `25006` read_only_sql_transaction (a standby, or
+/// `default_transaction_read_only`).
+fn pg_fault(code: &str) -> Option<StorageFault> {
+    match code {
+        "53100" => Some(StorageFault::Full),
+        "25006" => Some(StorageFault::ReadOnly),
+        _ => None,
+    }
+}
+
+/// SQLite (extended result codes): `SQLITE_FULL` (13); `SQLITE_READONLY` (8) and its
+/// extended codes. `SQLITE_READONLY`, `SQLITE_IOERR` (10) and `SQLITE_CANTOPEN` (14) also
+/// mean that the connection's file handles may be bad for good (a connection opened while
+/// the directory was read-only stays read-only), so they retire the connections opened so
+/// far: the pool opens fresh ones, which see the disk as it is now.
+fn sqlite_fault(code: &str) -> Option<StorageFault> {
+    let primary = code.parse::<i64>().ok()? & 0xff;
+    if matches!(primary, 8 | 10 | 14) {
+        retire_sqlite_connections();
+    }
+    match primary {
+        13 => Some(StorageFault::Full),
+        8 => Some(StorageFault::ReadOnly),
+        _ => None,
+    }
+}
+
+/// When (nanoseconds after [`clock_base`]) a SQLite error last retired the connections
+/// opened before it; 0: never.
+static SQLITE_RETIRED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn clock_base() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
+}
+
+fn nanos_since_base(t: std::time::Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(clock_base()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Marks every SQLite pool opened until now as retired: its next use closes it and opens a
+/// new one ([`sqlite_retired_since`]). Process-wide, because the error does not say which
+/// connection failed; reopening a SQLite pool is cheap.
+pub(crate) fn retire_sqlite_connections() {
+    // At least 1, so that "retired at 0" keeps meaning "never".
+    let now = nanos_since_base(std::time::Instant::now()).max(1);
+    SQLITE_RETIRED_AT.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a SQLite error that retires connections came after `opened`.
+pub(crate) fn sqlite_retired_since(opened: std::time::Instant) -> bool {
+    let retired = SQLITE_RETIRED_AT.load(std::sync::atomic::Ordering::SeqCst);
+    retired != 0 && retired >= nanos_since_base(opened)
+}
+
+/// [`Pool::current`](CurrentPool::current) for backends whose pool is never replaced.
+pub(crate) trait CurrentPool: Sized {
+    /// A clone of the pool.
+    fn current(&self) -> impl std::future::Future<Output = Self> + Send;
+}
+
+impl<DB: sqlx::Database> CurrentPool for sqlx::Pool<DB> {
+    async fn current(&self) -> Self {
+        self.clone()
     }
 }
 
@@ -535,5 +687,25 @@ mod tests {
         assert!(sqlite_code_is_transient("5"));
         assert!(sqlite_code_is_transient("517"));
         assert!(!sqlite_code_is_transient("19"));
+    }
+
+    #[test]
+    fn full_and_read_only_storage_are_named() {
+        assert_eq!(sqlite_fault("13"), Some(StorageFault::Full));
+        assert_eq!(sqlite_fault("8"), Some(StorageFault::ReadOnly));
+        // SQLITE_READONLY_DIRECTORY (1544), SQLITE_READONLY_CANTINIT (1288).
+        assert_eq!(sqlite_fault("1544"), Some(StorageFault::ReadOnly));
+        assert_eq!(sqlite_fault("1288"), Some(StorageFault::ReadOnly));
+        assert_eq!(sqlite_fault("5"), None);
+        assert_eq!(pg_fault("53100"), Some(StorageFault::Full));
+        assert_eq!(pg_fault("25006"), Some(StorageFault::ReadOnly));
+        assert_eq!(pg_fault("23505"), None);
+    }
+
+    #[test]
+    fn retiring_renews_pools_opened_before() {
+        let before = std::time::Instant::now();
+        retire_sqlite_connections();
+        assert!(sqlite_retired_since(before));
     }
 }

@@ -15,8 +15,9 @@ use whatsapp_core::{
 };
 
 use super::{
-    RedactedUrl, SESSION_COLUMNS, SessionRow, accepted_statuses, lease_conflict, lease_expiry,
-    map_migrate, map_sqlx, push_patch, session_not_found, transition_conflict,
+    CurrentPool, RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses,
+    first_row, lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch,
+    session_not_found, transition_conflict,
 };
 
 const BACKEND: &str = "postgres";
@@ -131,7 +132,7 @@ impl PostgresSessionStore {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
         sqlx::query(&sql)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?
             .map(|row| decode(&row))
@@ -206,6 +207,21 @@ fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 #[async_trait]
+impl WriteProbe for PostgresSessionStore {
+    async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO write_probe (id, probed_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(truncate_micros(now))
+        .execute(&self.pool.current().await)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl SessionStore for PostgresSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
@@ -233,7 +249,7 @@ impl SessionStore for PostgresSessionStore {
             .bind(r.linked_at.map(ts))
             .bind(r.lease.as_ref().map(|l| l.node.as_str()))
             .bind(r.lease.as_ref().map(|l| ts(l.expires_at)))
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -274,7 +290,7 @@ impl SessionStore for PostgresSessionStore {
         qb.push(" ORDER BY id");
         let rows = qb
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         rows.iter().map(decode).collect()
@@ -293,8 +309,9 @@ impl SessionStore for PostgresSessionStore {
         qb.push(format!(" RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         match row {
             Some(row) => decode(&row),
@@ -322,8 +339,9 @@ impl SessionStore for PostgresSessionStore {
             .bind(ts(now))
             .bind(id.as_str())
             .bind(accepted)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         if let Some(row) = row {
             return decode(&row);
@@ -351,8 +369,9 @@ impl SessionStore for PostgresSessionStore {
         .bind(expires_at)
         .bind(id.as_str())
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool.current().await)
         .await
+        .map(first_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         if row.is_some() {
             return Ok(Lease {
@@ -376,8 +395,8 @@ impl SessionStore for PostgresSessionStore {
         )
         .bind(id.as_str())
         .bind(node.as_str())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_all(&self.pool.current().await)
+        .await.and_then(one_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         let exists: bool = row.try_get(0).map_err(|e| map_sqlx(BACKEND, e))?;
         if exists {
@@ -390,7 +409,7 @@ impl SessionStore for PostgresSessionStore {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         Ok(done.rows_affected() > 0)

@@ -461,8 +461,8 @@ macro_rules! impl_queues {
                         .bind(item.dedupe_key.as_deref())
                         .bind(Json(&item.payload))
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?;
                     if let Some(row) = row {
                         return decode_outbox(&row);
@@ -471,7 +471,7 @@ macro_rules! impl_queues {
                     let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dedupe_key = $1");
                     let row = sqlx::query(&sql)
                         .bind(item.dedupe_key.as_deref())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?
                         .ok_or_else(|| {
@@ -506,7 +506,7 @@ macro_rules! impl_queues {
                         .bind($ts(until))
                         .bind($ts(now))
                         .bind(i64::from(limit))
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?;
                     let mut items = rows.iter().map(decode_outbox).collect::<Result<Vec<_>>>()?;
@@ -522,8 +522,8 @@ macro_rules! impl_queues {
                     match sqlx::query(&sql)
                         .bind($ts(now))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -549,8 +549,8 @@ macro_rules! impl_queues {
                         .bind(error)
                         .bind(retry_at.map($ts))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -562,7 +562,7 @@ macro_rules! impl_queues {
                     let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
                     sqlx::query(&sql)
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?
                         .map(|row| decode_outbox(&row))
@@ -588,7 +588,7 @@ macro_rules! impl_queues {
                         .push_bind(i64::from(limit));
                     let rows = qb
                         .build()
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?;
                     rows.iter().map(decode_outbox).collect()
@@ -602,8 +602,8 @@ macro_rules! impl_queues {
                     match sqlx::query(&sql)
                         .bind($ts(now))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_outbox(&row),
@@ -619,7 +619,7 @@ macro_rules! impl_queues {
                         "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
                          WHERE status = 'pending'",
                     )
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.pool.current().await)
                     .await
                     .map_err(|e| map_sqlx($backend, e))?;
                     let n: i64 = row.try_get("n").map_err(|e| map_sqlx($backend, e))?;
@@ -670,8 +670,8 @@ macro_rules! impl_queues {
                         .bind(m.body.as_str())
                         .bind($ts(m.not_before))
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row);
                     let row = match row {
                         Ok(row) => row,
                         Err(sqlx::Error::Database(e))
@@ -694,7 +694,7 @@ macro_rules! impl_queues {
                     let row = sqlx::query(&sql)
                         .bind(m.session_id.as_str())
                         .bind(m.idempotency_key.as_deref())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?
                         .ok_or_else(|| {
@@ -725,8 +725,8 @@ macro_rules! impl_queues {
                     sqlx::query(&sql)
                         .bind(session.as_str())
                         .bind($ts(now))
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                         .map(|row| decode_message(&row))
                         .transpose()
@@ -746,8 +746,8 @@ macro_rules! impl_queues {
                         .bind($ts(now))
                         .bind(message_id.0.as_str())
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_message(&row),
@@ -773,8 +773,8 @@ macro_rules! impl_queues {
                         .bind(error)
                         .bind(retry_at.map($ts))
                         .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(|e| map_sqlx($backend, e))?
                     {
                         Some(row) => decode_message(&row),
@@ -788,7 +788,7 @@ macro_rules! impl_queues {
                          WHERE session_id = $1 AND status = 'sending'",
                     )
                     .bind(session.as_str())
-                    .execute(&self.pool)
+                    .execute(&self.pool.current().await)
                     .await
                     .map_err(|e| map_sqlx($backend, e))?;
                     Ok(done.rows_affected())
@@ -798,7 +798,7 @@ macro_rules! impl_queues {
                     let sql = format!("SELECT {QUEUE_COLUMNS} FROM message_queue WHERE id = $1");
                     sqlx::query(&sql)
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?
                         .map(|row| decode_message(&row))
@@ -825,7 +825,7 @@ macro_rules! impl_queues {
                     qb.push(" ORDER BY id");
                     let rows = qb
                         .build()
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.pool.current().await)
                         .await
                         .map_err(|e| map_sqlx($backend, e))?;
                     rows.iter().map(decode_message).collect()
@@ -835,7 +835,7 @@ macro_rules! impl_queues {
                     let n: i64 = sqlx::query_scalar(
                         "SELECT COUNT(*) FROM message_queue WHERE status IN ('queued', 'sending')",
                     )
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.pool.current().await)
                     .await
                     .map_err(|e| map_sqlx($backend, e))?;
                     Ok(u64::try_from(n).unwrap_or_default())

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,8 +20,9 @@ use whatsapp_core::{
 };
 
 use super::{
-    RedactedUrl, SESSION_COLUMNS, SessionRow, accepted_statuses, lease_conflict, lease_expiry,
-    map_migrate, map_sqlx, push_patch, session_not_found, transition_conflict,
+    RedactedUrl, SESSION_COLUMNS, SessionRow, WriteProbe, accepted_statuses, first_row,
+    lease_conflict, lease_expiry, map_migrate, map_sqlx, one_row, push_patch, session_not_found,
+    sqlite_retired_since, transition_conflict,
 };
 
 const BACKEND: &str = "sqlite";
@@ -49,9 +51,18 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// same file; the atomic single-statement compare-and-sets keep them consistent.
 ///
 /// Timestamps are stored as integer microseconds since the Unix epoch.
+///
+/// # Recovering from a read-only or failing disk
+///
+/// A connection opened while the directory is read-only stays read-only, and SQLite shares
+/// one wal-index mapping among all connections of a process to the same file, so while any
+/// connection of that time stays open, new ones are read-only too. After an error that says
+/// so (`SQLITE_READONLY`, `SQLITE_IOERR`, `SQLITE_CANTOPEN`, `EROFS`) the next call closes
+/// the whole pool (waiting for the calls in flight) and opens a new one: once the disk is
+/// writable again, writes succeed without a restart.
 #[derive(Clone)]
 pub struct SqliteSessionStore {
-    pool: SqlitePool,
+    pool: SqliteHandle,
     location: String,
 }
 
@@ -59,7 +70,7 @@ impl fmt::Debug for SqliteSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteSessionStore")
             .field("location", &self.location)
-            .field("connections", &self.pool.size())
+            .field("connections", &self.pool().size())
             .finish()
     }
 }
@@ -110,34 +121,29 @@ impl SqliteSessionStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("cache_size", format!("-{CACHE_KIB}"));
-        let pool_options = if in_memory {
-            // An in-memory database lives as long as one connection to it: keep one forever.
-            SqlitePoolOptions::new()
-                .min_connections(1)
-                .max_connections(MAX_CONNECTIONS)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new()
-                .min_connections(1)
-                .max_connections(MAX_CONNECTIONS)
-                .idle_timeout(IDLE_TIMEOUT)
-        };
-        let pool = pool_options
-            .connect_with(options)
+        let pool = pool_options(in_memory)
+            .connect_with(options.clone())
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| map_migrate(BACKEND, e))?;
+        let pool = SqliteHandle(Arc::new(HandleInner {
+            options,
+            renewable: !in_memory,
+            current: std::sync::RwLock::new((pool, Instant::now())),
+            renewal: tokio::sync::Mutex::new(()),
+        }));
         tracing::debug!(location = %location, "opened SQLite session store");
         Ok(SqliteSessionStore { pool, location })
     }
 
-    /// The connection pool, for the other tables of the same database (outbox, queue).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The connection pool in use now, for the other tables of the same database. A pool
+    /// is replaced after a read-only or I/O error (see [`SqliteSessionStore`]); a clone
+    /// kept across that stops working.
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.0.current.read().unwrap().0.clone()
     }
 
     /// The outbox in the same database.
@@ -162,18 +168,71 @@ impl SqliteSessionStore {
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
     }
 
     async fn fetch_optional(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?");
         sqlx::query(&sql)
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?
             .map(|row| decode(&row))
             .transpose()
+    }
+}
+
+/// The pool options: in memory, one connection kept forever (the database lives as long as
+/// one connection to it).
+fn pool_options(in_memory: bool) -> SqlitePoolOptions {
+    if in_memory {
+        SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(MAX_CONNECTIONS)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(MAX_CONNECTIONS)
+            .idle_timeout(IDLE_TIMEOUT)
+    }
+}
+
+/// The store's pool, replaced by a fresh one after a connection-breaking error.
+#[derive(Clone)]
+pub(crate) struct SqliteHandle(Arc<HandleInner>);
+
+struct HandleInner {
+    options: SqliteConnectOptions,
+    /// False for an in-memory database: closing its pool would lose it.
+    renewable: bool,
+    /// The pool and when it was opened.
+    current: std::sync::RwLock<(SqlitePool, Instant)>,
+    /// Held while a pool is replaced, so that one call replaces it.
+    renewal: tokio::sync::Mutex<()>,
+}
+
+impl SqliteHandle {
+    /// The pool to use now: the current one, or — after a read-only / I/O error that came
+    /// after it was opened — a new one, opened once every connection of the old one is
+    /// closed (so that none of them keeps the file's wal-index read-only).
+    pub(crate) async fn current(&self) -> SqlitePool {
+        let (pool, opened) = self.0.current.read().unwrap().clone();
+        if !self.0.renewable || !sqlite_retired_since(opened) {
+            return pool;
+        }
+        let _renewing = self.0.renewal.lock().await;
+        let (pool, opened) = self.0.current.read().unwrap().clone();
+        if !sqlite_retired_since(opened) {
+            return pool;
+        }
+        tracing::warn!("closing the SQLite connections after a read-only or I/O error");
+        pool.close().await;
+        let fresh = pool_options(false).connect_lazy_with(self.0.options.clone());
+        *self.0.current.write().unwrap() = (fresh.clone(), Instant::now());
+        fresh
     }
 }
 
@@ -220,7 +279,7 @@ fn row_opt_ts(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
 super::queue::impl_queues! {
     backend: BACKEND,
     db: Sqlite,
-    pool: SqlitePool,
+    pool: SqliteHandle,
     row: SqliteRow,
     outbox: SqliteOutbox,
     queue: SqliteMessageQueue,
@@ -233,7 +292,7 @@ super::queue::impl_queues! {
 
 super::tenants::impl_tenants! {
     backend: BACKEND,
-    pool: SqlitePool,
+    pool: SqliteHandle,
     row: SqliteRow,
     tenants: SqliteTenantStore,
     numbers: SqliteNumberCache,
@@ -272,6 +331,21 @@ fn decode(row: &SqliteRow) -> Result<SessionRecord> {
 }
 
 #[async_trait]
+impl WriteProbe for SqliteSessionStore {
+    async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO write_probe (id, probed_at) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(micros(now))
+        .execute(&self.pool.current().await)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn create(&self, r: &SessionRecord) -> Result<()> {
         let sql = format!(
@@ -299,7 +373,7 @@ impl SessionStore for SqliteSessionStore {
             .bind(r.linked_at.map(micros))
             .bind(r.lease.as_ref().map(|l| l.node.as_str()))
             .bind(r.lease.as_ref().map(|l| micros(l.expires_at)))
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -341,7 +415,7 @@ impl SessionStore for SqliteSessionStore {
         qb.push(" ORDER BY id");
         let rows = qb
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         rows.iter().map(decode).collect()
@@ -360,8 +434,9 @@ impl SessionStore for SqliteSessionStore {
         qb.push(format!(" RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         match row {
             Some(row) => decode(&row),
@@ -390,8 +465,9 @@ impl SessionStore for SqliteSessionStore {
         qb.push(format!(") RETURNING {SESSION_COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool.current().await)
             .await
+            .map(first_row)
             .map_err(|e| map_sqlx(BACKEND, e))?;
         if let Some(row) = row {
             return decode(&row);
@@ -419,8 +495,9 @@ impl SessionStore for SqliteSessionStore {
         .bind(micros(expires_at))
         .bind(id.as_str())
         .bind(micros(now))
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool.current().await)
         .await
+        .map(first_row)
         .map_err(|e| map_sqlx(BACKEND, e))?;
         if row.is_some() {
             return Ok(Lease {
@@ -441,7 +518,7 @@ impl SessionStore for SqliteSessionStore {
         )
         .bind(id.as_str())
         .bind(node.as_str())
-        .execute(&self.pool)
+        .execute(&self.pool.current().await)
         .await
         .map_err(|e| map_sqlx(BACKEND, e))?;
         if done.rows_affected() > 0 {
@@ -449,7 +526,7 @@ impl SessionStore for SqliteSessionStore {
         }
         let exists = sqlx::query("SELECT 1 FROM sessions WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?
             .is_some();
@@ -463,7 +540,7 @@ impl SessionStore for SqliteSessionStore {
     async fn delete(&self, id: &SessionId) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.pool.current().await)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         Ok(done.rows_affected() > 0)

@@ -339,8 +339,8 @@ macro_rules! impl_tenants {
                         .bind(t.id.as_str())
                         .bind(t.name.as_deref())
                         .bind($ts(now))
-                        .fetch_one(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool.current().await)
+                        .await.and_then(one_row);
                     match row {
                         Ok(row) => decode_tenant(&row),
                         Err(sqlx::Error::Database(e))
@@ -356,7 +356,7 @@ macro_rules! impl_tenants {
                     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
                     sqlx::query(&sql)
                         .bind(id.as_str())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(db)?
                         .map(|row| decode_tenant(&row))
@@ -365,7 +365,7 @@ macro_rules! impl_tenants {
 
                 async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
                     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id");
-                    let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db)?;
+                    let rows = sqlx::query(&sql).fetch_all(&self.pool.current().await).await.map_err(db)?;
                     rows.iter().map(decode_tenant).collect()
                 }
 
@@ -383,8 +383,8 @@ macro_rules! impl_tenants {
                         .bind(url)
                         .bind(secret)
                         .bind(id.as_str())
-                        .fetch_optional(&self.pool)
-                        .await
+                        .fetch_all(&self.pool.current().await)
+                        .await.map(first_row)
                         .map_err(db)?
                         .map(|row| decode_tenant(&row))
                         .transpose()?
@@ -395,7 +395,7 @@ macro_rules! impl_tenants {
                     // The API keys go with it (ON DELETE CASCADE).
                     let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                         .bind(id.as_str())
-                        .execute(&self.pool)
+                        .execute(&self.pool.current().await)
                         .await
                         .map_err(db)?;
                     Ok(done.rows_affected() > 0)
@@ -421,8 +421,8 @@ macro_rules! impl_tenants {
                         .bind(key_hash)
                         .bind(label)
                         .bind($ts(now))
-                        .fetch_one(&self.pool)
-                        .await;
+                        .fetch_all(&self.pool.current().await)
+                        .await.and_then(one_row);
                     match row {
                         Ok(row) => decode_key(&row),
                         Err(sqlx::Error::Database(e))
@@ -448,7 +448,7 @@ macro_rules! impl_tenants {
                     );
                     sqlx::query(&sql)
                         .bind(key_hash)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(db)?
                         .map(|row| decode_key(&row))
@@ -462,7 +462,7 @@ macro_rules! impl_tenants {
                     );
                     let rows = sqlx::query(&sql)
                         .bind(tenant.as_str())
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.pool.current().await)
                         .await
                         .map_err(db)?;
                     rows.iter().map(decode_key).collect()
@@ -474,7 +474,7 @@ macro_rules! impl_tenants {
                     )
                     .bind($ts(now))
                     .bind(key_id)
-                    .execute(&self.pool)
+                    .execute(&self.pool.current().await)
                     .await
                     .map_err(db)?;
                     Ok(done.rows_affected() > 0)
@@ -495,7 +495,7 @@ macro_rules! impl_tenants {
                     sqlx::query(&sql)
                         .bind(session.as_str())
                         .bind(phone.digits())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pool.current().await)
                         .await
                         .map_err(db)?
                         .map(|row| decode_number(&row))
@@ -515,7 +515,7 @@ macro_rules! impl_tenants {
                     .bind(entry.exists)
                     .bind(entry.wid.as_ref().map(|w| w.to_string()))
                     .bind($ts(entry.checked_at))
-                    .execute(&self.pool)
+                    .execute(&self.pool.current().await)
                     .await;
                     match done {
                         Ok(_) => Ok(()),
@@ -531,7 +531,7 @@ macro_rules! impl_tenants {
                 async fn purge_checked_before(&self, before: DateTime<Utc>) -> Result<u64> {
                     let done = sqlx::query("DELETE FROM number_checks WHERE checked_at < $1")
                         .bind($ts(before))
-                        .execute(&self.pool)
+                        .execute(&self.pool.current().await)
                         .await
                         .map_err(db)?;
                     Ok(done.rows_affected())
