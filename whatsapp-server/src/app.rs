@@ -186,7 +186,6 @@ pub fn new_instance_id() -> SessionId {
 }
 
 impl Services {
-
     /// Stops `id`'s message worker and browser (the login stays in the profile).
     pub async fn stop_session(&self, id: &SessionId) -> Result<()> {
         self.messaging.stop(id).await;

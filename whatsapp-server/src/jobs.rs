@@ -316,7 +316,9 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
         {
             match lost_profile(state, &r, &missing).await {
                 Ok(()) => acted.push(r.id),
-                Err(e) => tracing::warn!(session = %r.id, error = %e, "could not act on a lost profile"),
+                Err(e) => {
+                    tracing::warn!(session = %r.id, error = %e, "could not act on a lost profile")
+                }
             }
             continue;
         }
@@ -347,8 +349,8 @@ fn profile_missing(state: &Services, id: &SessionId) -> Option<String> {
     if !dir.is_dir() {
         return Some(format!("the profile directory {} is gone", dir.display()));
     }
-    let idb = whatsapp_storage::backup::profile::indexeddb_dir(&state.backups.config().origin)
-        .ok()?;
+    let idb =
+        whatsapp_storage::backup::profile::indexeddb_dir(&state.backups.config().origin).ok()?;
     (!dir.join(&idb).is_dir()).then(|| format!("{} is gone from the profile", idb.display()))
 }
 
@@ -385,7 +387,12 @@ pub async fn lost_profile(
         Some(_) => state.engine.restart(&record.id).await,
         None => state
             .sessions
-            .transition(&record.id, &[SessionStatus::Ready], SessionStatus::Error, now)
+            .transition(
+                &record.id,
+                &[SessionStatus::Ready],
+                SessionStatus::Error,
+                now,
+            )
             .await
             .map(|_| ()),
     }

@@ -1335,13 +1335,22 @@ async fn session_ids_are_per_tenant_and_the_admin_names_the_tenant_when_ambiguou
         .clone();
     assert_eq!(va["id"], "shop");
     assert_eq!(vb["id"], "shop");
-    assert_ne!(va["instance_id"], vb["instance_id"], "each is its own instance");
+    assert_ne!(
+        va["instance_id"], vb["instance_id"],
+        "each is its own instance"
+    );
     // Twice in one tenant is still a conflict.
     s.post("/api/sessions", a, json!({ "id": "shop", "start": false }))
         .await
         .error(409, "conflict");
-    assert_eq!(s.get("/api/sessions/shop", a).await.ok(200)["tenant"], "tenant-a");
-    assert_eq!(s.get("/api/sessions/shop", b).await.ok(200)["tenant"], "tenant-b");
+    assert_eq!(
+        s.get("/api/sessions/shop", a).await.ok(200)["tenant"],
+        "tenant-a"
+    );
+    assert_eq!(
+        s.get("/api/sessions/shop", b).await.ok(200)["tenant"],
+        "tenant-b"
+    );
     // A tenant cannot name another tenant's session, under any spelling.
     s.get("/api/sessions/tenant-b:shop", a)
         .await
@@ -1405,7 +1414,11 @@ async fn deleting_a_session_logs_it_out_and_quarantines_its_backups_for_the_admi
         .clone();
 
     s.delete("/api/sessions/victim", b).await.ok(204);
-    assert_eq!(s.browser.logout_calls(&victim), 1, "the device is logged out");
+    assert_eq!(
+        s.browser.logout_calls(&victim),
+        1,
+        "the device is logged out"
+    );
     assert!(!profile.exists(), "the profile is removed");
 
     // The tenant sees nothing of it; the admin sees it in quarantine.
@@ -1421,9 +1434,13 @@ async fn deleting_a_session_logs_it_out_and_quarantines_its_backups_for_the_admi
     assert_eq!(list[0]["objects"], 2, "archive and record");
 
     // The same id again: a new instance with no backups of the old one.
-    s.post("/api/sessions", b, json!({ "id": "victim", "start": false }))
-        .await
-        .ok(201);
+    s.post(
+        "/api/sessions",
+        b,
+        json!({ "id": "victim", "start": false }),
+    )
+    .await
+    .ok(201);
     assert_eq!(
         s.get("/api/sessions/victim/backups", b).await.ok(200),
         &json!([])

@@ -44,7 +44,13 @@ async fn tenant_key(api: &Api, tenant: &str) -> String {
 }
 
 /// Polls `GET path` with `key` until `done` holds for the answer.
-async fn poll(api: &Api, path: &str, key: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn poll(
+    api: &Api,
+    path: &str,
+    key: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + WITHIN;
     loop {
         let (status, v) = api.get(path, key).await;
@@ -96,8 +102,14 @@ async fn a_reused_session_id_never_reaches_another_tenants_login() {
         "A creates its own victim while B's exists: {v}"
     );
     assert_ne!(v["instance_id"], b_instance.as_str());
-    let (status, v) = api.call(Method::DELETE, "/api/sessions/victim", &key_a, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "A deletes its own victim: {v}");
+    let (status, v) = api
+        .call(Method::DELETE, "/api/sessions/victim", &key_a, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "A deletes its own victim: {v}"
+    );
 
     // B links victim on its phone and backs it up.
     let device = api.link("tenant-b:victim", &emu).await;
@@ -117,10 +129,15 @@ async fn a_reused_session_id_never_reaches_another_tenants_login() {
     assert_eq!(listed, json!([]), "A lists none of B's sessions");
 
     // B deletes victim: its device is logged out at WhatsApp, its profile is gone.
-    let (status, v) = api.call(Method::DELETE, "/api/sessions/victim", &key_b, None).await;
+    let (status, v) = api
+        .call(Method::DELETE, "/api/sessions/victim", &key_b, None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "B deletes victim: {v}");
     let d = emu.device(&device).await.expect("the emulator's device");
-    assert!(!d.linked, "deleting a linked session logs its device out: {d:#?}");
+    assert!(
+        !d.linked,
+        "deleting a linked session logs its device out: {d:#?}"
+    );
     assert!(
         !ws.profile_dir(&b_instance).exists(),
         "the deleted session's profile is removed"
@@ -151,7 +168,11 @@ async fn a_reused_session_id_never_reaches_another_tenants_login() {
     );
     assert_eq!(a_view["phone"], Value::Null, "{a_view}");
     let (status, qr) = api.get("/api/sessions/victim/qr", &key_a).await;
-    assert_eq!(status, StatusCode::OK, "A's session waits for its own scan: {qr}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "A's session waits for its own scan: {qr}"
+    );
 
     // B's backups are out of A's reach: none listed, none restorable.
     let (status, backups) = api.get("/api/sessions/victim/backups", &key_a).await;
@@ -165,7 +186,11 @@ async fn a_reused_session_id_never_reaches_another_tenants_login() {
             Some(json!({})),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "A cannot restore B's backup: {v}");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "A cannot restore B's backup: {v}"
+    );
     let (status, v) = api
         .call(
             Method::POST,

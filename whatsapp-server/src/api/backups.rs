@@ -159,13 +159,19 @@ pub async fn restore(
             .into_iter()
             .find(|b| b.key.as_str() == key)
             .ok_or_else(|| ApiError::not_found(format!("backup {key} of session {id}")))?,
-        None => state.backups.newest_restorable(&owner).await?.ok_or_else(|| {
-            ApiError::not_found(format!(
-                "a verified backup of session {id} taken since its current link"
-            ))
-        })?,
+        None => state
+            .backups
+            .newest_restorable(&owner)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "a verified backup of session {id} taken since its current link"
+                ))
+            })?,
     };
-    owner.admits(&backup).map_err(|e| ApiError::wrong_state(e.to_string()))?;
+    owner
+        .admits(&backup)
+        .map_err(|e| ApiError::wrong_state(e.to_string()))?;
     if !backup.verified {
         return Err(ApiError::wrong_state(format!(
             "backup {} failed verification and is never restored",

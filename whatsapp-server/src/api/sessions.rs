@@ -180,7 +180,10 @@ pub async fn create_session(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                format!("session id {name} is already taken in tenant {}", record.tenant),
+                format!(
+                    "session id {name} is already taken in tenant {}",
+                    record.tenant
+                ),
             ));
         }
         Err(e) => return Err(e.into()),

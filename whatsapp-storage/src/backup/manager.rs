@@ -657,9 +657,8 @@ impl BackupManager {
         name: Option<&SessionId>,
     ) -> Result<usize> {
         let objects = self.sink.list(&format!("{session}/")).await?;
-        let marker_key = BackupKey::new(format!(
-            "{QUARANTINE_PREFIX}/{session}/{QUARANTINE_MARKER}"
-        ))?;
+        let marker_key =
+            BackupKey::new(format!("{QUARANTINE_PREFIX}/{session}/{QUARANTINE_MARKER}"))?;
         if self.sink.head(&marker_key).await.is_err() {
             let marker = QuarantinedSession {
                 session: session.clone(),
@@ -668,8 +667,8 @@ impl BackupManager {
                 deleted_at: self.clock.now(),
                 objects: 0,
             };
-            let json = serde_json::to_vec_pretty(&marker)
-                .map_err(|e| Error::backend("json", false, e))?;
+            let json =
+                serde_json::to_vec_pretty(&marker).map_err(|e| Error::backend("json", false, e))?;
             self.sink.put(&marker_key, bytes_stream(json)).await?;
         }
         let mut moved = 0;
@@ -707,7 +706,7 @@ impl BackupManager {
                 .count();
             out.push(q);
         }
-        out.sort_by(|a, b| a.deleted_at.cmp(&b.deleted_at));
+        out.sort_by_key(|a| a.deleted_at);
         Ok(out)
     }
 

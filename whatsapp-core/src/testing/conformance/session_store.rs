@@ -330,7 +330,10 @@ pub async fn names_are_unique_per_tenant(store: &dyn SessionStore) {
     let (ta, tb) = (k.tenant("ta"), k.tenant("tb"));
     let name = k.id("shop");
     let first = SessionRecord::named(k.id("i1"), name.clone(), ta.clone(), t(0));
-    store.create(&first).await.expect("create the first instance");
+    store
+        .create(&first)
+        .await
+        .expect("create the first instance");
     let again = SessionRecord::named(k.id("i2"), name.clone(), ta.clone(), t(1));
     match store.create(&again).await {
         Err(Error::Conflict(_)) => {}
