@@ -290,7 +290,7 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
 /// `reconnecting`, `disconnected`) but that the engine does not run are started. Sessions
 /// the engine gave up on are left alone: they wait for someone to act.
 ///
-/// A `ready` session whose profile directory (or its WhatsApp IndexedDB) vanished under the
+/// A `ready` session whose profile directory vanished under the
 /// running browser is noticed too ([`lost_profile`]). Returns the ids acted on.
 pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     let now = state.clock.now();
@@ -341,17 +341,12 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     Ok(acted)
 }
 
-/// What is missing of a running session's profile on disk, if anything: the directory, or
-/// the WhatsApp origin's IndexedDB in it (cheap checks only: the files of a running browser
-/// change all the time).
+/// Whether a running session's profile directory is gone from disk (the cheap check only:
+/// the files of a running browser change all the time, and which files hold the login is
+/// the driver's business).
 fn profile_missing(state: &Services, id: &SessionId) -> Option<String> {
     let dir = state.profile_dir(id);
-    if !dir.is_dir() {
-        return Some(format!("the profile directory {} is gone", dir.display()));
-    }
-    let idb =
-        whatsapp_storage::backup::profile::indexeddb_dir(&state.backups.config().origin).ok()?;
-    (!dir.join(&idb).is_dir()).then(|| format!("{} is gone from the profile", idb.display()))
+    (!dir.is_dir()).then(|| format!("the profile directory {} is gone", dir.display()))
 }
 
 /// A profile deleted under a running session: the login now lives only in the browser's

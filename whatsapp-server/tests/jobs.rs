@@ -239,6 +239,46 @@ async fn health_check_starts_sessions_that_should_run_and_restarts_stuck_ones() 
     h.app.shutdown().await;
 }
 
+#[tokio::test]
+async fn health_check_notices_a_profile_deleted_under_a_running_session() {
+    let h = Harness::start().await;
+    let now = h.now();
+    let state = h.app.state();
+    let linked = h.session("linked", SessionStatus::Ready, now).await;
+    FakeBrowser::write_login(
+        &state.profile_dir(&linked),
+        &PhoneNumber::new("+34600000009").unwrap(),
+    )
+    .unwrap();
+    assert!(state.start_session(&linked).await.unwrap());
+    h.browser
+        .wait_until(|b| b.state(&linked) == Some(ConnectionState::Connected))
+        .await;
+    // Running and intact: nothing to do.
+    assert_eq!(
+        jobs::health_check(state).await.unwrap(),
+        Vec::<SessionId>::new()
+    );
+    // Someone deletes the profile under the running browser; there is no backup.
+    std::fs::remove_dir_all(state.profile_dir(&linked)).unwrap();
+    assert_eq!(
+        jobs::health_check(state).await.unwrap(),
+        vec![linked.clone()]
+    );
+    let r = state.sessions.get(&linked).await.unwrap().unwrap();
+    assert_eq!(r.status, SessionStatus::Error, "no longer reported ready");
+    let err = r.last_error.unwrap_or_default();
+    assert!(
+        err.contains("is gone") && err.contains("no backup since the current link"),
+        "{err}"
+    );
+    assert!(
+        state.engine.running().contains(&linked),
+        "the browser keeps the login alive"
+    );
+    h.app.shutdown().await;
+}
+
 /// Sets the modification time of `path` (a directory) to `at`.
 fn set_mtime(path: &Path, at: DateTime<Utc>) {
     let dir = std::fs::File::open(path).unwrap();

@@ -14,12 +14,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use whatsapp_core::Clock;
 use whatsapp_core::testing::FakeClock;
 use whatsapp_core::{
     BackupKey, BackupSink, ByteStream, Error, ObjectMeta, Result, SessionId, SinkCapabilities,
 };
 use whatsapp_storage::backup::{
-    BackupConfig, BackupManager, EncryptionKey, LocalBackupSink, RestoreOutcome,
+    BackupConfig, BackupManager, BackupOwner, EncryptionKey, LocalBackupSink, RestoreOutcome,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -526,4 +527,126 @@ async fn a_tampered_encrypted_archive_is_corrupt() {
     let e = m.restore_from(&rec, &fx.profile("copy")).await.unwrap_err();
     assert!(e.to_string().contains("wrong key or damaged backup"), "{e}");
     assert!(!fx.profile("copy").exists());
+}
+
+fn tenant(t: &str) -> whatsapp_core::TenantId {
+    whatsapp_core::TenantId::new(t).unwrap()
+}
+
+/// A restore takes only backups of the same instance and tenant taken since the current
+/// link; a backup of the same login taken later is still taken.
+#[tokio::test]
+async fn restore_refuses_other_tenants_other_instances_and_pre_link_backups() {
+    let fx = Fixture::new();
+    let m = fx.manager(fx.config());
+    let id = sid("inst1");
+    let profile = fx.profile("inst1");
+    support::fake_profile(&profile, 1);
+    let owner_b = BackupOwner {
+        session: id.clone(),
+        tenant: Some(tenant("tenant-b")),
+        not_before: None,
+    };
+    let old = m.backup_owned(&owner_b, &profile).await.unwrap();
+    assert_eq!(old.tenant, Some(tenant("tenant-b")));
+
+    // Another tenant claiming the same instance id gets nothing.
+    let owner_a = BackupOwner {
+        tenant: Some(tenant("tenant-a")),
+        ..owner_b.clone()
+    };
+    let e = owner_a.admits(&old).unwrap_err();
+    assert!(e.to_string().contains("another tenant"), "{e}");
+    damage(&profile);
+    assert_eq!(
+        m.restore_owned(&owner_a, &profile).await.unwrap().path(),
+        "none"
+    );
+    // Another instance gets nothing either.
+    let other = BackupOwner::session(&sid("inst2"));
+    assert!(
+        other
+            .admits(&old)
+            .unwrap_err()
+            .to_string()
+            .contains("another session instance")
+    );
+
+    // Linked again after that backup: the old backup holds an earlier login.
+    fx.clock.advance(DAY);
+    let relinked = BackupOwner {
+        not_before: Some(fx.clock.now()),
+        ..owner_b.clone()
+    };
+    let e = relinked.admits(&old).unwrap_err();
+    assert!(
+        e.to_string().contains("before the session's current login"),
+        "{e}"
+    );
+    assert_eq!(
+        m.restore_owned(&relinked, &profile).await.unwrap().path(),
+        "none"
+    );
+    assert!(m.newest_restorable(&relinked).await.unwrap().is_none());
+    // A backup taken since the link is restored.
+    support::fake_profile(&profile, 2);
+    fx.clock.advance(DAY);
+    let new = m.backup_owned(&owner_b, &profile).await.unwrap();
+    damage(&profile);
+    match m.restore_owned(&relinked, &profile).await.unwrap() {
+        RestoreOutcome::Backup { key, .. } => assert_eq!(key, new.key),
+        other => panic!("expected the post-link backup, got {other:?}"),
+    }
+}
+
+/// Quarantine moves a deleted instance's backups out of its listing, keeps them for the
+/// admin, gives them back on recovery, and purges them after the retention.
+#[tokio::test]
+async fn quarantine_hides_recovers_and_purges_a_deleted_sessions_backups() {
+    let fx = Fixture::new();
+    let m = fx.manager(fx.config());
+    let id = sid("gone1");
+    let profile = fx.profile("gone1");
+    support::fake_profile(&profile, 1);
+    let rec = m.backup_session(&id, &profile).await.unwrap();
+    let moved = m
+        .quarantine(&id, Some(&tenant("tb")), Some(&sid("victim")))
+        .await
+        .unwrap();
+    assert_eq!(moved, 2, "archive and record");
+    assert!(m.list(&id).await.unwrap().is_empty(), "no longer listed");
+    assert!(m.sessions_with_backups().await.unwrap().is_empty());
+    let q = m.list_quarantined().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].session, id);
+    assert_eq!(q[0].tenant, Some(tenant("tb")));
+    assert_eq!(q[0].name, Some(sid("victim")));
+    assert_eq!(q[0].objects, 2);
+    // Retention ignores quarantine; a purge before its time keeps it.
+    m.prune_before(None, fx.clock.now() + chrono::Duration::days(100))
+        .await
+        .unwrap();
+    assert!(
+        m.purge_quarantined(fx.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(m.list_quarantined().await.unwrap().len(), 1);
+
+    // Recovered: listed again, the same backup.
+    m.recover_quarantined(&id).await.unwrap();
+    assert_eq!(m.newest_verified(&id).await.unwrap().unwrap(), rec);
+    assert!(m.list_quarantined().await.unwrap().is_empty());
+
+    // Quarantined again and purged after the retention.
+    m.quarantine(&id, None, None).await.unwrap();
+    fx.clock.advance(8 * DAY);
+    let purged = m
+        .purge_quarantined(fx.clock.now() - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(purged, vec![id.clone()]);
+    assert!(m.list_quarantined().await.unwrap().is_empty());
+    assert!(m.list(&id).await.unwrap().is_empty());
 }
