@@ -195,17 +195,22 @@ impl Server {
         .await
         .ok("create session", 201);
         self.wait_status(id, "qr").await;
-        self.browser.link(
-            &SessionId::new(id).unwrap(),
-            &PhoneNumber::new(phone).unwrap(),
-        );
+        let instance = self.instance(id).await;
+        self.browser
+            .link(&instance, &PhoneNumber::new(phone).unwrap());
         self.wait_status(id, "ready").await;
+    }
+
+    /// The instance id of session `id` (what profiles and the browser are keyed by).
+    async fn instance(&self, id: &str) -> SessionId {
+        let a = self.get(&format!("/api/sessions/{id}")).await;
+        SessionId::new(a.json["instance_id"].as_str().expect("instance_id")).unwrap()
     }
 
     /// Writes the LevelDBs a backup needs into the profile of `id` (FakeBrowser writes
     /// only a marker file).
-    fn fake_profile(&self, id: &str) {
-        let profile = self.sessions_path.join(id);
+    async fn fake_profile(&self, id: &str) {
+        let profile = self.sessions_path.join(self.instance(id).await.as_str());
         write_fake_db(
             &profile.join("Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"),
             &[(5, b"keys".repeat(500))],
@@ -410,7 +415,7 @@ async fn prepare(s: &Server) -> (String, i64, String, BTreeSet<i64>, BTreeSet<i6
     )
     .await
     .ok("set webhook", 200);
-    s.fake_profile("alpha");
+    s.fake_profile("alpha").await;
     let backup = s.post("/api/sessions/alpha/backups", json!(null)).await;
     let backup_id = backup.ok("backup", 201)["backup_id"]
         .as_str()
