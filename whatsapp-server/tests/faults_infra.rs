@@ -512,6 +512,9 @@ async fn s3_paused_for_a_minute_alerts_and_recovers() {
     extra.push(("FRONTEND_URL", emails.url().to_owned()));
     extra.push(("ALERT_EMAIL", OPS.into()));
     extra.push(("MESSAGE_INTERVAL", "500ms".into()));
+    // The backup asked for while S3 is stopped must fail on its own (the object store's
+    // time-outs), not be cut by the HTTP request time-out (30 s by default, a 408).
+    extra.push(("HTTP_REQUEST_TIMEOUT", "300s".into()));
     let settings = settings(&ws, &emulator, &extra);
     let (mut server, api) = start_server(&ws, &settings).await;
     create_and_link(&api, &emu, None).await;
