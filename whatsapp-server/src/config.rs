@@ -263,6 +263,13 @@ pub struct ServerConfig {
     /// How long one e-mail or webhook delivery may take before it counts as failed.
     #[arg(long, env = "OUTBOX_REQUEST_TIMEOUT", default_value = "15s")]
     pub outbox_request_timeout: String,
+
+    /// Internal webhook targets to allow, comma-separated: host names (exact), addresses or
+    /// CIDR ranges, e.g. `127.0.0.0/8,localhost`. Without it webhooks to loopback, private,
+    /// link-local and other internal addresses (checked on the resolved address at every
+    /// delivery) are refused.
+    #[arg(long, env = "WEBHOOK_ALLOW_HOSTS")]
+    pub webhook_allow_hosts: Option<String>,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -466,6 +473,7 @@ impl fmt::Debug for ServerConfig {
             .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("outbox_retry_base", &self.outbox_retry_base)
             .field("outbox_request_timeout", &self.outbox_request_timeout)
+            .field("webhook_allow_hosts", &self.webhook_allow_hosts)
             .finish()
     }
 }
@@ -881,6 +889,10 @@ impl ServerConfig {
         outbox
             .validate()
             .map_err(|e| ConfigError::new("OUTBOX_MAX_ATTEMPTS", e.to_string()))?;
+        if let Some(list) = &self.webhook_allow_hosts {
+            outbox.webhook_allow = crate::outbox::WebhookAllowList::parse(list)
+                .map_err(|e| ConfigError::new("WEBHOOK_ALLOW_HOSTS", e))?;
+        }
 
         Ok(CheckedServerConfig {
             listen,

@@ -917,6 +917,79 @@ async fn recipients_must_be_whatsapp_ids() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Webhook registration
+
+/// A webhook must be http(s) and, unless the operator allows it, not an internal address:
+/// loopback, link-local (cloud metadata), private, unspecified, IPv4-mapped forms of those,
+/// `localhost`. Each is refused with a 400 naming the problem.
+#[tokio::test]
+async fn webhook_registration_refuses_internal_targets() {
+    let s = Server::start().await;
+    s.tenant_key("acme").await;
+    let put = async |url: &str| {
+        s.send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": url })),
+        )
+        .await
+    };
+    for (url, names) in [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254",
+        ),
+        ("http://[::1]:8080/hook", "::1"),
+        ("http://0.0.0.0:4000/hook", "0.0.0.0"),
+        ("http://10.0.0.1/hook", "10.0.0.1"),
+        ("http://127.0.0.1:4000/api/sessions", "127.0.0.1"),
+        ("http://192.168.1.1/hook", "192.168.1.1"),
+        ("http://172.16.0.1/hook", "172.16.0.1"),
+        ("http://[::ffff:127.0.0.1]/hook", "127.0.0.1"),
+        ("http://[fe80::1]/hook", "fe80::1"),
+        ("http://[fd00::1]/hook", "fd00::1"),
+        ("http://224.0.0.1/hook", "224.0.0.1"),
+        ("http://255.255.255.255/hook", "255.255.255.255"),
+        ("http://localhost:4000/hook", "localhost"),
+    ] {
+        let m = put(url).await.error(400, "invalid_input");
+        assert!(
+            m.contains(names) && m.contains("WEBHOOK_ALLOW_HOSTS"),
+            "{url}: {m}"
+        );
+    }
+    let m = put("ftp://hooks.example.com/in")
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("http"), "{m}");
+    let m = put("file:///etc/passwd").await.error(400, "invalid_input");
+    assert!(m.contains("http"), "{m}");
+    // A public name is accepted at registration (it is checked again at each delivery).
+    put("https://hooks.example.com/in").await.ok(200);
+    s.shutdown().await;
+
+    // The operator allows loopback: registration accepts it.
+    let s = Server::start_with(&["--webhook-allow-hosts", "127.0.0.0/8,localhost"]).await;
+    s.tenant_key("acme").await;
+    for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
+        s.send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": url })),
+        )
+        .await
+        .ok(200);
+    }
+    let m = s
+        .send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": "http://169.254.169.254/" })),
+        )
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("169.254.169.254"), "{m}");
+    s.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Number checks
 
 #[tokio::test]
