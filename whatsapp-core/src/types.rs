@@ -270,6 +270,80 @@ impl Wid {
         })
     }
 
+    /// Parses the recipient of an outgoing message, more strictly than [`Wid::parse`]
+    /// (which also reads the ids WhatsApp itself hands out, with device suffixes and other
+    /// servers):
+    ///
+    /// - a user, `<digits>@c.us`, whose digits follow the [`PhoneNumber`] rule (7 to 15, the
+    ///   country code first, no leading `0`);
+    /// - a group, `<digits>@g.us` or `<digits>-<digits>@g.us` (the older `<creator>-<time>`
+    ///   form), each run of 1 to 20 digits without a leading `0`;
+    /// - a phone number without `@` (`+`, spaces, `-`, `.` and parentheses allowed), normalised
+    ///   to `<digits>@c.us`.
+    ///
+    /// Anything else is [`Error::InvalidInput`] for the field `recipient`, quoting the input.
+    pub fn recipient(input: &str) -> Result<Self> {
+        const FIELD: &str = "recipient";
+        const FORMS: &str =
+            "expected a phone number, <digits>@c.us, <digits>@g.us or <digits>-<digits>@g.us";
+        let input = input.trim();
+        let refuse = |why: String| {
+            Error::invalid(
+                FIELD,
+                format!("{input:?} is not a WhatsApp id: {why}; {FORMS}"),
+            )
+        };
+        let Some((user, server)) = input.split_once('@') else {
+            return PhoneNumber::new(input)
+                .map(|p| p.wid())
+                .map_err(|e| match e {
+                    Error::InvalidInput { message, .. } => {
+                        refuse(format!("not a phone number ({message})"))
+                    }
+                    other => other,
+                });
+        };
+        match server {
+            "c.us" => {
+                if user.is_empty() || !user.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(refuse("the part before '@' must be digits only".to_owned()));
+                }
+                PhoneNumber::new(user)
+                    .map(|p| p.wid())
+                    .map_err(|e| match e {
+                        Error::InvalidInput { message, .. } => {
+                            refuse(format!("the number {message}"))
+                        }
+                        other => other,
+                    })
+            }
+            "g.us" => {
+                let run_ok = |run: &str| {
+                    (1..=20).contains(&run.len())
+                        && run.bytes().all(|b| b.is_ascii_digit())
+                        && !run.starts_with('0')
+                };
+                let ok = match user.split_once('-') {
+                    Some((creator, time)) => run_ok(creator) && run_ok(time),
+                    None => run_ok(user),
+                };
+                if !ok {
+                    return Err(refuse(
+                        "a group id is <digits> or <digits>-<digits> (1 to 20 digits each, no leading 0)"
+                            .to_owned(),
+                    ));
+                }
+                Ok(Wid {
+                    user: user.to_owned(),
+                    server: server.to_owned(),
+                })
+            }
+            other => Err(refuse(format!(
+                "messages go to c.us or g.us ids, not {other:?}"
+            ))),
+        }
+    }
+
     /// The part before `@`.
     pub fn user(&self) -> &str {
         &self.user
@@ -949,6 +1023,67 @@ mod tests {
                 .contains("'a'")
         );
         assert!(PhoneNumber::new("1234567890123456").is_err());
+    }
+
+    #[test]
+    fn recipients_are_users_groups_or_phone_numbers() {
+        let ok = [
+            ("15550001111@c.us", "15550001111@c.us"),
+            ("  15550001111@c.us ", "15550001111@c.us"),
+            ("1555000@c.us", "1555000@c.us"),
+            ("155500011112222@c.us", "155500011112222@c.us"),
+            ("+1 (555) 000-1111", "15550001111@c.us"),
+            ("34 600.000.000", "34600000000@c.us"),
+            ("120363012345678901@g.us", "120363012345678901@g.us"),
+            ("15550001111-1600000000@g.us", "15550001111-1600000000@g.us"),
+            ("1@g.us", "1@g.us"),
+        ];
+        for (input, want) in ok {
+            let wid = Wid::recipient(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(wid.to_string(), want, "{input:?}");
+        }
+        let bad = [
+            "",
+            "---",
+            "---@c.us",
+            ":@c.us",
+            "@c.us",
+            "123@c.us",
+            "123456@c.us",
+            "1234567890123456@c.us",
+            "0123456789@c.us",
+            "+15550001111@c.us",
+            "1555-0001111@c.us",
+            "15550001111:2@c.us",
+            "1 5550001111@c.us",
+            "@g.us",
+            "-@g.us",
+            "123-@g.us",
+            "-123@g.us",
+            "1-2-3@g.us",
+            "0123@g.us",
+            "12a3@g.us",
+            "123456789012345678901@g.us",
+            "15550001111@lid",
+            "15550001111@s.whatsapp.net",
+            "15550001111@example.com",
+            "15550001111@",
+            "a@b@c.us",
+            "15550001111@c.us@c.us",
+            "abc",
+        ];
+        for input in bad {
+            match Wid::recipient(input) {
+                Err(Error::InvalidInput { field, message }) => {
+                    assert_eq!(field, "recipient");
+                    assert!(
+                        message.contains(&format!("{:?}", input.trim())),
+                        "{input:?}: {message}"
+                    );
+                }
+                other => panic!("{input:?} accepted or wrong error: {other:?}"),
+            }
+        }
     }
 
     #[test]

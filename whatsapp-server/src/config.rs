@@ -298,6 +298,13 @@ pub struct ServerConfig {
     /// Prometheus scraper on a private network. Default: none.
     #[arg(long, env = "METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+
+    /// Internal webhook targets to allow, comma-separated: host names (exact), addresses or
+    /// CIDR ranges, e.g. `127.0.0.0/8,localhost`. Without it webhooks to loopback, private,
+    /// link-local and other internal addresses (checked on the resolved address at every
+    /// delivery) are refused.
+    #[arg(long, env = "WEBHOOK_ALLOW_HOSTS")]
+    pub webhook_allow_hosts: Option<String>,
 }
 
 /// A setting that is invalid: which one (by its environment variable) and why.
@@ -523,6 +530,7 @@ impl fmt::Debug for ServerConfig {
             .field("http_max_connections", &self.http_max_connections)
             .field("metrics_token", &secret(&self.metrics_token))
             .field("metrics_listen", &self.metrics_listen)
+            .field("webhook_allow_hosts", &self.webhook_allow_hosts)
             .finish()
     }
 }
@@ -959,6 +967,10 @@ impl ServerConfig {
                 "METRICS_LISTEN",
                 "must differ from HOST:PORT (the API's address)",
             ));
+        }
+        if let Some(list) = &self.webhook_allow_hosts {
+            outbox.webhook_allow = crate::outbox::WebhookAllowList::parse(list)
+                .map_err(|e| ConfigError::new("WEBHOOK_ALLOW_HOSTS", e))?;
         }
 
         Ok(CheckedServerConfig {

@@ -765,7 +765,8 @@ async fn messages_are_queued_sent_once_and_validated() {
     )
     .await
     .ok(202);
-    let huge = "z".repeat(300 * 1024);
+    // Over the text route's body limit (the worst-case JSON of a maximal text): 413.
+    let huge = "z".repeat(whatsapp_server::api::MAX_TEXT_BODY_BYTES);
     s.post(path, AS_ADMIN, json!({ "to": "15550001111", "text": huge }))
         .await
         .error(413, "body_too_large");
@@ -797,6 +798,204 @@ async fn messages_are_queued_sent_once_and_validated() {
     )
     .await
     .error(400, "invalid_json");
+    s.shutdown().await;
+}
+
+/// A text of exactly the maximum length in 4-byte characters (emoji) is accepted whether
+/// the client sends it raw or `\u`-escaped (12 bytes per emoji: the worst case); one more
+/// character is refused naming the limit; a body over the limit is 413.
+#[tokio::test]
+async fn texts_of_the_documented_length_are_accepted_in_any_encoding() {
+    const MAX: usize = 65_536;
+    let s = Server::start().await;
+    s.post(
+        "/api/sessions",
+        AS_ADMIN,
+        json!({ "id": "long", "start": false }),
+    )
+    .await
+    .ok(201);
+    let path = "/api/sessions/long/messages";
+    let raw = "😀".repeat(MAX);
+    s.post(path, AS_ADMIN, json!({ "to": "15550001111", "text": raw }))
+        .await
+        .ok(202);
+    let escaped = |n: usize| {
+        format!(
+            r#"{{"to":"15550001111","text":"{}"}}"#,
+            r"\ud83d\ude00".repeat(n)
+        )
+    };
+    let body = escaped(MAX);
+    assert!(body.len() > 12 * MAX, "{}", body.len());
+    let post_raw = |body: String| {
+        s.request(Method::POST, path, AS_ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    s.send(post_raw(body)).await.ok(202);
+    let m = s
+        .send(post_raw(escaped(MAX + 1)))
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("65536"), "{m}");
+    let m = s
+        .post(
+            path,
+            AS_ADMIN,
+            json!({ "to": "15550001111", "text": "😀".repeat(MAX + 1) }),
+        )
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("65536"), "{m}");
+    // Over the body limit: 413, naming the limit.
+    let limit = whatsapp_server::api::MAX_TEXT_BODY_BYTES;
+    let mut big = r#"{"to":"15550001111","text":"x"}"#.to_owned();
+    big.push_str(&" ".repeat(limit + 1 - big.len()));
+    let m = s.send(post_raw(big)).await.error(413, "body_too_large");
+    assert!(m.contains(&limit.to_string()), "{m}");
+    // Other routes keep the small limit.
+    let small = whatsapp_server::api::MAX_BODY_BYTES;
+    let mut big = r#"{"id":"x"}"#.to_owned();
+    big.push_str(&" ".repeat(small + 1 - big.len()));
+    s.send(
+        s.request(Method::POST, "/api/sessions", AS_ADMIN)
+            .header("content-type", "application/json")
+            .body(big),
+    )
+    .await
+    .error(413, "body_too_large");
+    s.shutdown().await;
+}
+
+/// Recipients must be WhatsApp ids: a user `<digits>@c.us` (7–15 digits, no leading 0), a
+/// group `<digits>-<digits>@g.us` or `<digits>@g.us`, or a phone number.
+#[tokio::test]
+async fn recipients_must_be_whatsapp_ids() {
+    let s = Server::start().await;
+    s.post(
+        "/api/sessions",
+        AS_ADMIN,
+        json!({ "id": "rcpt", "start": false }),
+    )
+    .await
+    .ok(201);
+    let path = "/api/sessions/rcpt/messages";
+    for bad in [
+        "---@c.us",
+        ":@c.us",
+        "@c.us",
+        "123@c.us",
+        "0123456789@c.us",
+        "1234567890123456@c.us",
+        "1555-0001111@c.us",
+        "15550001111:2@c.us",
+        "-@g.us",
+        "123-@g.us",
+        "-123@g.us",
+        "1-2-3@g.us",
+        "12a3@g.us",
+        "15550001111@lid",
+        "15550001111@example.com",
+        "15550001111@",
+        "a@b@c.us",
+    ] {
+        let m = s
+            .post(path, AS_ADMIN, json!({ "to": bad, "text": "x" }))
+            .await
+            .error(400, "invalid_input");
+        assert!(m.contains(bad), "{bad}: {m}");
+    }
+    for (good, wid) in [
+        ("15550001111@c.us", "15550001111@c.us"),
+        (" 15550001111@c.us ", "15550001111@c.us"),
+        ("+1 (555) 000-1111", "15550001111@c.us"),
+        ("120363012345678901@g.us", "120363012345678901@g.us"),
+        ("15550001111-1600000000@g.us", "15550001111-1600000000@g.us"),
+    ] {
+        let id = s
+            .post(path, AS_ADMIN, json!({ "to": good, "text": "x" }))
+            .await
+            .ok(202)["message_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let m = s.get(&format!("{path}/{id}"), AS_ADMIN).await;
+        assert_eq!(m.ok(200)["to"], wid, "{good}");
+    }
+    s.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook registration
+
+/// A webhook must be http(s) and, unless the operator allows it, not an internal address:
+/// loopback, link-local (cloud metadata), private, unspecified, IPv4-mapped forms of those,
+/// `localhost`. Each is refused with a 400 naming the problem.
+#[tokio::test]
+async fn webhook_registration_refuses_internal_targets() {
+    let s = Server::start().await;
+    s.tenant_key("acme").await;
+    let put = async |url: &str| {
+        s.send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": url })),
+        )
+        .await
+    };
+    for (url, names) in [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254",
+        ),
+        ("http://[::1]:8080/hook", "::1"),
+        ("http://0.0.0.0:4000/hook", "0.0.0.0"),
+        ("http://10.0.0.1/hook", "10.0.0.1"),
+        ("http://127.0.0.1:4000/api/sessions", "127.0.0.1"),
+        ("http://192.168.1.1/hook", "192.168.1.1"),
+        ("http://172.16.0.1/hook", "172.16.0.1"),
+        ("http://[::ffff:127.0.0.1]/hook", "127.0.0.1"),
+        ("http://[fe80::1]/hook", "fe80::1"),
+        ("http://[fd00::1]/hook", "fd00::1"),
+        ("http://224.0.0.1/hook", "224.0.0.1"),
+        ("http://255.255.255.255/hook", "255.255.255.255"),
+        ("http://localhost:4000/hook", "localhost"),
+    ] {
+        let m = put(url).await.error(400, "invalid_input");
+        assert!(
+            m.contains(names) && m.contains("WEBHOOK_ALLOW_HOSTS"),
+            "{url}: {m}"
+        );
+    }
+    let m = put("ftp://hooks.example.com/in")
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("http"), "{m}");
+    let m = put("file:///etc/passwd").await.error(400, "invalid_input");
+    assert!(m.contains("http"), "{m}");
+    // A public name is accepted at registration (it is checked again at each delivery).
+    put("https://hooks.example.com/in").await.ok(200);
+    s.shutdown().await;
+
+    // The operator allows loopback: registration accepts it.
+    let s = Server::start_with(&["--webhook-allow-hosts", "127.0.0.0/8,localhost"]).await;
+    s.tenant_key("acme").await;
+    for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
+        s.send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": url })),
+        )
+        .await
+        .ok(200);
+    }
+    let m = s
+        .send(
+            s.request(Method::PUT, "/api/tenants/acme/webhook", AS_ADMIN)
+                .json(&json!({ "url": "http://169.254.169.254/" })),
+        )
+        .await
+        .error(400, "invalid_input");
+    assert!(m.contains("169.254.169.254"), "{m}");
     s.shutdown().await;
 }
 

@@ -440,3 +440,43 @@ fn file_applies_to_a_config_flattened_into_a_subcommand() {
     assert_eq!(config.port, 5000);
     assert_eq!(config.node_id.as_deref(), Some("from-flag"));
 }
+
+#[test]
+fn webhook_allow_hosts_parse_from_flags_and_file_and_bad_entries_are_named() {
+    use std::net::IpAddr;
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let default = parse(&["--time-zone", "UTC"]).validate().unwrap();
+    assert!(
+        default.outbox.webhook_allow.is_empty(),
+        "internal targets are refused by default"
+    );
+    let c = parse(&[
+        "--time-zone",
+        "UTC",
+        "--webhook-allow-hosts",
+        "127.0.0.0/8, localhost,[::1]",
+    ])
+    .validate()
+    .unwrap();
+    let allow = &c.outbox.webhook_allow;
+    assert!(allow.allows_ip(ip("127.0.0.5")) && allow.allows_ip(ip("::1")));
+    assert!(allow.allows_host("localhost") && !allow.allows_ip(ip("10.0.0.1")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.toml");
+    std::fs::write(&file, "webhook_allow_hosts = \"10.0.0.0/8\"\n").unwrap();
+    let c = parse(&["--config", file.to_str().unwrap(), "--time-zone", "UTC"])
+        .validate()
+        .unwrap();
+    assert!(c.outbox.webhook_allow.allows_ip(ip("10.1.2.3")));
+
+    for bad in ["127.0.0.0/33", "10.0.0.0/x", "not a host", "1.2.3.4/8/8"] {
+        assert_eq!(
+            error_setting(&["--time-zone", "UTC", "--webhook-allow-hosts", bad]),
+            "WEBHOOK_ALLOW_HOSTS",
+            "{bad}"
+        );
+    }
+    let help = ServerConfig::command().render_long_help().to_string();
+    assert!(help.contains("env: WEBHOOK_ALLOW_HOSTS"), "--help lists it");
+}

@@ -703,6 +703,8 @@ async fn failing_endpoints_are_retried_dead_lettered_and_replayed() {
             ("OUTBOX_RETRY_BASE", "3s".into()),
             ("OUTBOX_REQUEST_TIMEOUT", "2s".into()),
             ("MESSAGE_INTERVAL", "500ms".into()),
+            // The webhook receiver listens on loopback, an internal target.
+            ("WEBHOOK_ALLOW_HOSTS", "127.0.0.1".into()),
         ],
     );
     let (mut server, api) = start_server(&ws, &settings).await;

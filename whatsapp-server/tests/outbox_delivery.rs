@@ -29,7 +29,8 @@ use whatsapp_server::notify::HttpEmailNotifier;
 use whatsapp_server::outbox::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use whatsapp_server::outbox::{
     Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, RetryPolicy, SignatureError,
-    StaticWebhookDirectory, WebhookEndpoint, WebhookEvent, content_key, verify_signature,
+    StaticWebhookDirectory, WebhookAllowList, WebhookEndpoint, WebhookEvent, content_key,
+    verify_signature,
 };
 use whatsapp_storage::store::{self, OutboxItem, OutboxKind, OutboxStatus, OutboxStore};
 
@@ -178,7 +179,7 @@ fn email(session: &str) -> Notification {
 }
 
 /// Short waits so the tests run fast; the real-time tests never assert on how long anything
-/// took.
+/// took. The receivers listen on 127.0.0.1, an internal address: it is allowed.
 fn config(max_attempts: u32) -> OutboxConfig {
     OutboxConfig {
         poll_interval: Duration::from_millis(20),
@@ -193,6 +194,7 @@ fn config(max_attempts: u32) -> OutboxConfig {
             jitter: 0.5,
         },
         jitter_seed: Some(7),
+        webhook_allow: WebhookAllowList::parse("127.0.0.1").unwrap(),
     }
 }
 
@@ -714,6 +716,139 @@ async fn restarted_worker_delivers_what_was_pending(url: &str) {
     assert!(c.attempts >= 2, "the dead worker's claim counted: {c:?}");
 }
 
+/// Waits until the item is no longer pending (delivered or dead) and returns it.
+async fn wait_settled(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
+    wait_for(&format!("item {id} to be delivered or dead"), async || {
+        let item = get(store, id).await;
+        (item.status != OutboxStatus::Pending).then_some(item)
+    })
+    .await
+}
+
+/// Without `WEBHOOK_ALLOW_HOSTS` a receiver on loopback is never contacted, whether the URL
+/// names the address (`127.0.0.1`, the IPv4-mapped `[::ffff:127.0.0.1]`) or a host name that
+/// resolves to it (`localhost`, as a rebinding domain would): each item is dead after one
+/// attempt, saying why. With the allow-list the replayed items are delivered; a redirect
+/// from an allowed receiver is not followed.
+async fn internal_targets_are_refused_by_default(url: &str) {
+    let store = open(url).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let port = rx.base.port().unwrap();
+    let outbox = Outbox::new(Arc::clone(&store), Arc::new(SystemClock));
+    let targets = [
+        (
+            "literal",
+            format!("http://127.0.0.1:{port}/hook"),
+            "127.0.0.1",
+        ),
+        (
+            "named",
+            format!("http://localhost:{port}/hook"),
+            "localhost",
+        ),
+        (
+            "mapped",
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            "127.0.0.1",
+        ),
+    ];
+    let mut dir = StaticWebhookDirectory::new();
+    let mut items = Vec::new();
+    for (name, target, _) in &targets {
+        dir = dir.with(
+            tenant(name),
+            WebhookEndpoint::new(Url::parse(target).unwrap(), "whsec_x").unwrap(),
+        );
+        let item = outbox
+            .enqueue_webhook(
+                &tenant(name),
+                &WebhookEvent::new("x", serde_json::json!({})),
+            )
+            .await
+            .unwrap();
+        items.push(item.id);
+    }
+    let mut refusing = config(5);
+    refusing.webhook_allow = WebhookAllowList::default();
+    let worker = Running::start(
+        Arc::clone(&store),
+        rx.emails(),
+        dir.clone(),
+        Arc::new(SystemClock),
+        refusing,
+    );
+    for (id, (name, _, names)) in items.iter().zip(&targets) {
+        let item = wait_settled(&store, *id).await;
+        assert_eq!(item.status, OutboxStatus::Dead, "{name}: {item:?}");
+        assert_eq!(
+            item.attempts, 1,
+            "{name}: refused once, not retried: {item:?}"
+        );
+        let error = item.last_error.as_deref().unwrap();
+        assert!(
+            error.contains("internal")
+                && error.contains(names)
+                && error.contains("WEBHOOK_ALLOW_HOSTS"),
+            "{name}: {error}"
+        );
+    }
+    worker.stop().await;
+    assert!(rx.hits("/hook").is_empty(), "the receiver got nothing");
+
+    // The operator allows loopback (by address, and `localhost` by name): delivered.
+    // (The IPv4-mapped form is left out: whether it connects depends on the host's IPv6.)
+    let redirector = {
+        let to = format!("http://127.0.0.1:{port}/redirected");
+        let app = axum::Router::new()
+            .fallback(async move || (StatusCode::TEMPORARY_REDIRECT, [("location", to.clone())]));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    };
+    let dir = dir.with(
+        tenant("redirect"),
+        WebhookEndpoint::new(
+            Url::parse(&format!("http://{redirector}/hook")).unwrap(),
+            "whsec_x",
+        )
+        .unwrap(),
+    );
+    let mut allowing = config(5);
+    allowing.webhook_allow = WebhookAllowList::parse("127.0.0.1, localhost").unwrap();
+    let worker = Running::start(
+        Arc::clone(&store),
+        rx.emails(),
+        dir,
+        Arc::new(SystemClock),
+        allowing,
+    );
+    for id in &items[..2] {
+        let again = outbox.replay(*id).await.unwrap();
+        let done = wait_settled(&store, again.id).await;
+        assert_eq!(done.status, OutboxStatus::Delivered, "{done:?}");
+    }
+    let redirected = outbox
+        .enqueue_webhook(
+            &tenant("redirect"),
+            &WebhookEvent::new("x", serde_json::json!({})),
+        )
+        .await
+        .unwrap();
+    let dead = wait_settled(&store, redirected.id).await;
+    worker.stop().await;
+    assert_eq!(dead.status, OutboxStatus::Dead, "{dead:?}");
+    assert!(
+        dead.last_error.as_deref().unwrap().contains("307"),
+        "{dead:?}"
+    );
+    assert_eq!(rx.hits("/hook").len(), 2);
+    assert!(
+        rx.hits("/redirected").is_empty(),
+        "the redirect was not followed"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite: a file per test.
 
@@ -764,6 +899,13 @@ mod sqlite {
     async fn restarted_worker_delivers_what_was_pending() {
         let (_d, url) = db();
         super::restarted_worker_delivers_what_was_pending(&url).await;
+    }
+
+    // The target checks do not depend on the database: SQLite only.
+    #[tokio::test]
+    async fn internal_targets_are_refused_by_default() {
+        let (_d, url) = db();
+        super::internal_targets_are_refused_by_default(&url).await;
     }
 }
 

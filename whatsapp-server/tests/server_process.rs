@@ -135,6 +135,8 @@ impl ServerSettings {
             ("KEEPALIVE_TARGET".into(), "off".into()),
             ("NODE_ID".into(), "process-test".into()),
             ("TIME_ZONE".into(), "UTC".into()),
+            // The tests' webhook receivers listen on loopback, an internal target.
+            ("WEBHOOK_ALLOW_HOSTS".into(), "127.0.0.1".into()),
             ("CHROMIUM_PATH".into(), chromium_path()),
             (
                 "CHROMIUM_ARGS".into(),

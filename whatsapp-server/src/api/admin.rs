@@ -334,6 +334,8 @@ pub struct WebhookView {
 /// Sets the tenant's webhook endpoint (the admin, or the tenant itself). Events
 /// (`session.status`, `session.ready`, `session.disconnected`) are signed and delivered
 /// through the outbox: retried with back-off, dead-lettered after repeated failures.
+/// Internal targets (loopback, private, link-local, … addresses, `localhost`) are refused
+/// with 400 unless the operator allows them (`WEBHOOK_ALLOW_HOSTS`).
 #[utoipa::path(put, path = "/api/tenants/{tenant}/webhook", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")), request_body = SetWebhook,
     responses((status = 200, body = WebhookView), (status = 400, body = super::error::ErrorBody)),
@@ -359,6 +361,9 @@ pub async fn set_webhook(
     };
     // Validates the scheme and host the way deliveries will.
     crate::outbox::WebhookEndpoint::new(url.clone(), secret.clone())?;
+    // Internal IP addresses and loopback names are refused now; a host name is resolved and
+    // checked again at every delivery.
+    crate::outbox::target::check_url(&url, &state.config.outbox.webhook_allow)?;
     if state.tenants.get_tenant(&tenant).await?.is_none() {
         // A tenant known only through its JWTs gets a row on its first webhook.
         match state

@@ -135,7 +135,11 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("request body larger than {} bytes", super::MAX_BODY_BYTES),
+                format!(
+                    "request body larger than this route accepts: {} bytes ({} for a message's text)",
+                    super::MAX_BODY_BYTES,
+                    super::MAX_TEXT_BODY_BYTES
+                ),
             )
         }
         JsonRejection::JsonDataError(e) => ApiError::new(

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,11 @@ pub const NUMBER_CACHE_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{id}/messages", post(send_message))
+        .route(
+            "/sessions/{id}/messages",
+            // Overrides the router's smaller limit for this route alone.
+            post(send_message).layer(DefaultBodyLimit::max(super::MAX_TEXT_BODY_BYTES)),
+        )
         .route("/sessions/{id}/messages/{message_id}", get(get_message))
         .route("/sessions/{id}/numbers/{phone}", get(check_number))
 }
@@ -30,9 +34,12 @@ pub(super) fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// A phone number (digits, `+`, spaces) or a WID (`<digits>@c.us`, `<id>@g.us`).
+    /// A phone number (digits, `+`, spaces), a user's WID `<digits>@c.us` (7 to 15 digits,
+    /// the country code first) or a group's `<digits>@g.us` / `<digits>-<digits>@g.us`.
     pub to: String,
-    /// The text (1 to 65 536 characters).
+    /// The text: 1 to 65 536 characters, counted as Unicode scalar values (an emoji outside
+    /// the BMP is one character, though two UTF-16 units). Any JSON encoding of a text of
+    /// that length is accepted, `\u`-escaped surrogate pairs included.
     pub text: String,
     /// Sending twice with the same key (per session) queues one message: retries of the
     /// same request are safe.
@@ -94,11 +101,7 @@ impl From<QueuedMessage> for MessageView {
 }
 
 fn recipient(to: &str) -> Result<Wid, ApiError> {
-    if to.contains('@') {
-        Ok(Wid::parse(to.trim())?)
-    } else {
-        Ok(PhoneNumber::new(to)?.wid())
-    }
+    Ok(Wid::recipient(to)?)
 }
 
 /// Queues a text. 202 with the message id; the message is sent once the session is

@@ -52,7 +52,8 @@ pub use openapi::ApiDoc;
 use crate::app::{AppState, Services};
 use crate::auth::Caller;
 
-/// The largest request body accepted (a text message is at most 64 KiB of characters).
+/// The largest request body accepted, except on the routes that carry a message's text
+/// ([`MAX_TEXT_BODY_BYTES`]).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The Content-Security-Policy of JSON answers: they load nothing and are never framed.
@@ -64,6 +65,14 @@ pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancesto
 pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The largest body of `POST /api/sessions/{id}/messages`: room for a text of the maximum
+/// length ([`crate::messaging::service::MAX_TEXT_CHARS`] Unicode scalar values) in its
+/// worst-case JSON encoding, every character outside the BMP escaped as a `\uXXXX\uXXXX`
+/// surrogate pair (12 bytes; no character takes more), plus 16 KiB for the rest of the
+/// envelope (the recipient, an idempotency key of at most 200 bytes even when `\u`-escaped,
+/// whitespace). 802 816 bytes; only this route gets it, the others keep [`MAX_BODY_BYTES`].
+pub const MAX_TEXT_BODY_BYTES: usize = 12 * crate::messaging::service::MAX_TEXT_CHARS + 16 * 1024;
 
 /// The whole HTTP surface of the server.
 pub fn router(state: AppState) -> Router {

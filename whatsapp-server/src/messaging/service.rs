@@ -18,7 +18,8 @@ use super::limiter::{LocalRateLimiter, Pacing, RateLimiter, RedisRateLimiter};
 use super::redis_queue::RedisMessageQueue;
 use super::worker::{MessageSender, MessageWorker, WorkerConfig};
 
-/// The longest text accepted (WhatsApp's own limit is 65 536 characters).
+/// The longest text accepted (WhatsApp's own limit is 65 536 characters), in Unicode scalar
+/// values (`str::chars`): an emoji outside the BMP counts once, not as its two UTF-16 units.
 pub const MAX_TEXT_CHARS: usize = 65_536;
 
 /// The longest idempotency key accepted, in bytes.
@@ -140,7 +141,7 @@ impl Messaging {
         if text.chars().count() > MAX_TEXT_CHARS {
             return Err(Error::invalid(
                 "text",
-                format!("must be at most {MAX_TEXT_CHARS} characters"),
+                format!("must be at most {MAX_TEXT_CHARS} characters (Unicode scalar values)"),
             ));
         }
         if let Some(key) = idempotency_key

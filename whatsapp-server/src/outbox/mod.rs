@@ -16,6 +16,8 @@
 //! - [`OutboxWorker`] with [`OutboxConfig`] and [`RetryPolicy`]: the delivery loop.
 //! - [`webhook`]: endpoints per tenant, the signature scheme and [`verify_signature`] for
 //!   receivers.
+//! - [`target`]: which addresses webhooks may reach (internal ones are refused unless the
+//!   operator allows them with `WEBHOOK_ALLOW_HOSTS`).
 //!
 //! # Payloads
 //!
@@ -25,6 +27,7 @@
 //! secret are looked up at delivery time ([`WebhookDirectory`]) and never stored in the item.
 
 mod policy;
+pub mod target;
 pub mod webhook;
 mod worker;
 
@@ -36,6 +39,7 @@ use whatsapp_core::{Clock, Error, Notification, Notifier, Result, TenantId};
 use whatsapp_storage::store::{NewOutboxItem, OutboxItem, OutboxKind, OutboxStatus, OutboxStore};
 
 pub use policy::{RetryPolicy, Verdict};
+pub use target::WebhookAllowList;
 pub use webhook::{
     SignatureError, StaticWebhookDirectory, WebhookDirectory, WebhookEndpoint, WebhookEvent,
     verify_signature,

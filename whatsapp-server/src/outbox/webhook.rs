@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use url::Url;
 use whatsapp_core::{Error, Result, TenantId};
+
+use super::target::{GuardedResolver, TargetRefused, WebhookAllowList, check_address};
 
 /// The event id header.
 pub const HEADER_ID: &str = "X-Webhook-Id";
@@ -274,31 +277,40 @@ pub fn verify_signature(
         .map_err(|_| SignatureError::Mismatch)
 }
 
-/// POSTs signed webhook requests.
+/// POSTs signed webhook requests, only to addresses the [SSRF guard](super::target) lets
+/// through.
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookSender {
     client: reqwest::Client,
+    allow: WebhookAllowList,
 }
 
 impl WebhookSender {
-    pub(crate) fn new(timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(timeout: Duration, allow: WebhookAllowList) -> Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
-            // A redirect would carry the signed body somewhere the tenant did not configure.
+            // A redirect would carry the signed body somewhere the tenant did not configure,
+            // and to an address the guard did not check.
             .redirect(reqwest::redirect::Policy::none())
+            // Every host name is resolved and checked here; a proxy would resolve it itself.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(allow.clone())))
             .build()
             .map_err(|e| Error::backend("http", false, e))?;
-        Ok(WebhookSender { client })
+        Ok(WebhookSender { client, allow })
     }
 
     /// One delivery attempt. 2xx is success; 408, 429, 5xx, connection errors and time-outs
-    /// are transient; anything else (4xx, 3xx) is a permanent refusal.
+    /// are transient; anything else (4xx, 3xx) is a permanent refusal, as is an internal
+    /// target ([`super::target`]).
     pub(crate) async fn send(
         &self,
         endpoint: &WebhookEndpoint,
         payload: &WebhookPayload,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        // IP addresses in the URL never reach the resolver: check them here.
+        check_address(endpoint.url(), &self.allow)?;
         let timestamp = now.timestamp().to_string();
         let signature = sign(endpoint.secret(), &timestamp, payload.body.as_bytes());
         let resp = self
@@ -311,7 +323,10 @@ impl WebhookSender {
             .body(payload.body.clone())
             .send()
             .await
-            .map_err(|e| Error::backend("webhook endpoint", true, e.without_url()))?;
+            .map_err(|e| match TargetRefused::find(&e) {
+                Some(refused) => Error::invalid("webhook url", refused.0),
+                None => Error::backend("webhook endpoint", true, e.without_url()),
+            })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -12,6 +12,7 @@ use whatsapp_core::{Clock, Error, Notification, Notifier, Result, TenantId};
 use whatsapp_storage::store::{OutboxItem, OutboxKind, OutboxStore};
 
 use super::policy::{RetryPolicy, Verdict};
+use super::target::WebhookAllowList;
 use super::webhook::{WebhookDirectory, WebhookPayload, WebhookSender};
 
 /// How long past the request time-out a delivery may take before the worker gives up on it
@@ -35,6 +36,9 @@ pub struct OutboxConfig {
     pub retry: RetryPolicy,
     /// Seeds the jitter (tests); `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// Internal webhook targets let through (`WEBHOOK_ALLOW_HOSTS`); empty by default, so a
+    /// webhook to loopback, private or link-local addresses is a dead letter.
+    pub webhook_allow: WebhookAllowList,
 }
 
 impl Default for OutboxConfig {
@@ -46,6 +50,7 @@ impl Default for OutboxConfig {
             claim_hold: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             jitter_seed: None,
+            webhook_allow: WebhookAllowList::default(),
         }
     }
 }
@@ -117,7 +122,7 @@ impl OutboxWorker {
             None => SmallRng::from_os_rng(),
         };
         Ok(OutboxWorker {
-            sender: WebhookSender::new(config.request_timeout)?,
+            sender: WebhookSender::new(config.request_timeout, config.webhook_allow.clone())?,
             store,
             emails,
             webhooks: None,
