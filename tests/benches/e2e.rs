@@ -877,6 +877,9 @@ impl Ours {
         let mut envs = envs;
         envs.extend(ctx.opts.set.iter().cloned());
         let http = reqwest::Client::builder()
+            // Below the server's idle time-out (HTTP_HEADER_TIMEOUT, 10 s): a pooled connection
+            // the server is closing must not be reused.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()

@@ -226,7 +226,10 @@ impl Server {
     /// payload's first comma-separated field. A ref can rotate between the read and the scan,
     /// so a refused scan is retried with a fresh read until the deadline.
     async fn scan(&self, id: &str) {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap();
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
             let attempt = match self.qr_payload(&http, id).await {

@@ -129,7 +129,10 @@ impl Server {
             app,
             browser,
             base,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap(),
             sessions_path,
             _dir: dir,
         }

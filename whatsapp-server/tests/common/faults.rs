@@ -362,6 +362,9 @@ impl Api {
     /// A client of the server at `base` (no proxy, 30 s per request).
     pub fn new(base: String) -> Api {
         let http = reqwest::Client::builder()
+            // Below the server's idle time-out (HTTP_HEADER_TIMEOUT, 10 s): a pooled connection
+            // the server is closing must not be reused.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
