@@ -107,6 +107,23 @@ impl Harness {
         id
     }
 
+    /// Creates a `ready` session `id` whose profile holds a login, starts it and waits until
+    /// it is `CONNECTED`.
+    async fn linked_and_connected(&self, id: &str, now: DateTime<Utc>) -> SessionId {
+        let state = self.app.state();
+        let linked = self.session(id, SessionStatus::Ready, now).await;
+        FakeBrowser::write_login(
+            &state.profile_dir(&linked),
+            &PhoneNumber::new("+34600000009").unwrap(),
+        )
+        .unwrap();
+        assert!(state.start_session(&linked).await.unwrap());
+        self.browser
+            .wait_until(|b| b.state(&linked) == Some(ConnectionState::Connected))
+            .await;
+        linked
+    }
+
     async fn patch(&self, id: &SessionId, patch: SessionPatch) {
         self.app
             .state()
@@ -244,16 +261,7 @@ async fn health_check_notices_a_profile_deleted_under_a_running_session() {
     let h = Harness::start().await;
     let now = h.now();
     let state = h.app.state();
-    let linked = h.session("linked", SessionStatus::Ready, now).await;
-    FakeBrowser::write_login(
-        &state.profile_dir(&linked),
-        &PhoneNumber::new("+34600000009").unwrap(),
-    )
-    .unwrap();
-    assert!(state.start_session(&linked).await.unwrap());
-    h.browser
-        .wait_until(|b| b.state(&linked) == Some(ConnectionState::Connected))
-        .await;
+    let linked = h.linked_and_connected("linked", now).await;
     // Running and intact: nothing to do.
     assert_eq!(
         jobs::health_check(state).await.unwrap(),
@@ -426,16 +434,7 @@ async fn monitoring_runs_and_metrics_render_gauges_and_events() {
     assert!(whatsapp_server::metrics::CONTENT_TYPE.starts_with("application/openmetrics-text"));
 
     // A linked session connects, then its connection drops and comes back.
-    let linked = h.session("linked", SessionStatus::Ready, now).await;
-    FakeBrowser::write_login(
-        &state.profile_dir(&linked),
-        &PhoneNumber::new("+34600000009").unwrap(),
-    )
-    .unwrap();
-    assert!(state.start_session(&linked).await.unwrap());
-    h.browser
-        .wait_until(|b| b.state(&linked) == Some(ConnectionState::Connected))
-        .await;
+    let linked = h.linked_and_connected("linked", now).await;
     h.browser.drop_connection(&linked);
     wait_for_metric(state, "at least one drop", |t| {
         counter(t, "whatsapp_drops_total") >= 1
