@@ -21,6 +21,12 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 command -v moto_server >/dev/null 2>&1 || { echo "FATAL: moto_server could not be installed" >&2; exit 1; }
 
+if ! command -v st >/dev/null 2>&1 || ! st --version 2>/dev/null | grep -q '4\.32\.5'; then
+    echo "installing schemathesis with pip (the OpenAPI fuzzer: scripts/openapi-fuzz.sh)"
+    python3 -m pip install --quiet 'schemathesis==4.32.5'
+fi
+command -v st >/dev/null 2>&1 || { echo "FATAL: schemathesis could not be installed" >&2; exit 1; }
+
 # whatsapp-web.js 1.34.7, the reference client the emulator is checked against (never
 # let puppeteer download a browser: it runs on the Chromium installed above).
 command -v node >/dev/null 2>&1 || { echo "FATAL: node is required for the whatsapp-web.js compatibility test" >&2; exit 1; }

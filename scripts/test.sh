@@ -41,6 +41,9 @@ grep -q "ready again without a QR scan" "$demo_dir/run2.log" || {
 echo "demo: linked on the first run, restored without a QR on the second"
 rm -rf "$demo_dir"
 
+log "the OpenAPI document against the live server (schemathesis, bounded)"
+scripts/openapi-fuzz.sh
+
 log "doc tests"
 cargo test --workspace --doc
 

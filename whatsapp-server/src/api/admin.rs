@@ -224,7 +224,7 @@ pub struct CreateKey {
 
 /// Creates an API key for a tenant (admin). The key is in this answer only.
 #[utoipa::path(post, path = "/api/tenants/{tenant}/keys", tag = "tenants",
-    params(("tenant" = String, Path, description = "tenant id")), request_body = CreateKey,
+    params(("tenant" = String, Path, description = "tenant id")), request_body = Option<CreateKey>,
     responses((status = 201, body = NewKeyView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_key(
@@ -412,9 +412,11 @@ pub async fn clear_webhook(
 pub struct OutboxQuery {
     /// `pending`, `delivered` or `dead`.
     #[serde(default)]
+    #[param(pattern = "^(pending|delivered|dead)$")]
     pub status: Option<String>,
     /// At most this many (1–500, default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only items with a smaller id (paging: pass the last id seen).
     #[serde(default)]
@@ -588,7 +590,7 @@ pub struct RecoverRequest {
 /// device. 409 when the tenant has a session by that id now (pass another `id`).
 #[utoipa::path(post, path = "/api/admin/deleted-sessions/{instance}/recover", tag = "tenants",
     params(("instance" = String, Path, description = "the deleted session's instance_id")),
-    request_body = RecoverRequest,
+    request_body = Option<RecoverRequest>,
     responses((status = 201, body = SessionView), (status = 404, body = super::error::ErrorBody),
               (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]

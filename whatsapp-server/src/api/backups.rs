@@ -137,7 +137,7 @@ pub struct RestoreView {
 /// Only a backup of this very session instance and tenant, taken since its current login
 /// was linked, is restored (409 otherwise).
 #[utoipa::path(post, path = "/api/sessions/{id}/restore", tag = "backups",
-    params(("id" = String, Path, description = "session id")), request_body = RestoreRequest,
+    params(("id" = String, Path, description = "session id")), request_body = Option<RestoreRequest>,
     responses((status = 200, body = RestoreView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn restore(
@@ -224,7 +224,7 @@ pub struct QueuedEmail {
 /// Sends the `fallback_notification` e-mail to the session's owner: a conversation needs a
 /// human. Durable (through the outbox). 409 when the session has no owner e-mail.
 #[utoipa::path(post, path = "/api/sessions/{id}/fallback", tag = "backups",
-    params(("id" = String, Path, description = "session id")), request_body = FallbackRequest,
+    params(("id" = String, Path, description = "session id")), request_body = Option<FallbackRequest>,
     responses((status = 202, body = QueuedEmail), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn fallback(

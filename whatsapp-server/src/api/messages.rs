@@ -42,7 +42,7 @@ pub struct SendMessage {
     /// that length is accepted, `\u`-escaped surrogate pairs included.
     pub text: String,
     /// Sending twice with the same key (per session) queues one message: retries of the
-    /// same request are safe.
+    /// same request are safe. 1 to 200 characters.
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }

@@ -70,7 +70,7 @@ pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'sel
 /// length ([`crate::messaging::service::MAX_TEXT_CHARS`] Unicode scalar values) in its
 /// worst-case JSON encoding, every character outside the BMP escaped as a `\uXXXX\uXXXX`
 /// surrogate pair (12 bytes; no character takes more), plus 16 KiB for the rest of the
-/// envelope (the recipient, an idempotency key of at most 200 bytes even when `\u`-escaped,
+/// envelope (the recipient, an idempotency key of at most 200 characters, 2 400 bytes even when `\u`-escaped,
 /// whitespace). 802 816 bytes; only this route gets it, the others keep [`MAX_BODY_BYTES`].
 pub const MAX_TEXT_BODY_BYTES: usize = 12 * crate::messaging::service::MAX_TEXT_CHARS + 16 * 1024;
 

@@ -368,6 +368,7 @@ async fn accepted(state: &Services, id: &SessionId) -> Result<Response, ApiError
 pub struct QrQuery {
     /// `json` (default), `png` or `svg`.
     #[serde(default)]
+    #[param(pattern = "^(json|png|svg)$")]
     pub format: Option<String>,
 }
 

@@ -22,8 +22,9 @@ use super::worker::{MessageSender, MessageWorker, WorkerConfig};
 /// values (`str::chars`): an emoji outside the BMP counts once, not as its two UTF-16 units.
 pub const MAX_TEXT_CHARS: usize = 65_536;
 
-/// The longest idempotency key accepted, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
+/// The longest idempotency key accepted, in characters (Unicode scalar values, as texts
+/// count them): at most 800 bytes of UTF-8.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
 struct Running {
     cancel: CancellationToken,
@@ -145,11 +146,11 @@ impl Messaging {
             ));
         }
         if let Some(key) = idempotency_key
-            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS)
         {
             return Err(Error::invalid(
                 "idempotency_key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
             ));
         }
         if let Some(sessions) = &self.inner.sessions
