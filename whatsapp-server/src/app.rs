@@ -505,7 +505,7 @@ pub(crate) fn redis_config() -> redis::aio::ConnectionManagerConfig {
 }
 
 /// Turns engine events into webhook events for the session's tenant (only tenants with a
-/// webhook endpoint get them). Event types: `session.status`, `session.qr`,
+/// webhook endpoint get them), in [`crate::events`]' vocabulary: `session.status`,
 /// `session.ready`, `session.disconnected`.
 async fn forward_webhooks(
     state: AppState,
@@ -521,50 +521,31 @@ async fn forward_webhooks(
             }
             Err(RecvError::Closed) => return,
         };
-        let Some((session, kind, mut data)) = webhook_event(&event) else {
-            continue;
-        };
-        let Ok(Some(record)) = state.sessions.get(&session).await else {
-            continue;
-        };
-        // The tenant knows its session by name; the instance id stays internal.
-        data["session_id"] = record.name.as_str().into();
-        if !tenant_has_webhook(&state, &record.tenant).await {
-            continue;
-        }
-        let event = WebhookEvent::new(kind, data);
-        if let Err(e) = state.outbox.enqueue_webhook(&record.tenant, &event).await {
-            tracing::warn!(session = %session, error = %e, "could not queue a webhook");
+        for e in crate::events::from_engine(&event) {
+            // Cheap first: most events carry no webhook.
+            if e.event.webhook(&e.session).is_none() {
+                continue;
+            }
+            let Ok(Some(record)) = state.sessions.get(&e.session).await else {
+                continue;
+            };
+            if !tenant_has_webhook(&state, &record.tenant).await {
+                continue;
+            }
+            // The tenant knows its session by name; the instance id stays internal.
+            let Some((kind, data)) = e.event.webhook(&record.name) else {
+                continue;
+            };
+            let webhook = WebhookEvent::new(kind, data);
+            if let Err(err) = state.outbox.enqueue_webhook(&record.tenant, &webhook).await {
+                tracing::warn!(session = %e.session, error = %err, "could not queue a webhook");
+            }
         }
     }
 }
 
 async fn tenant_has_webhook(state: &Services, tenant: &TenantId) -> bool {
     matches!(state.tenants.get_tenant(tenant).await, Ok(Some(t)) if t.webhook_url.is_some())
-}
-
-fn webhook_event(event: &EngineEvent) -> Option<(SessionId, &'static str, serde_json::Value)> {
-    use serde_json::json;
-    match event {
-        EngineEvent::Status { session, status } => {
-            let kind = match status {
-                SessionStatus::Ready => "session.ready",
-                SessionStatus::Disconnected | SessionStatus::LoggedOut => "session.disconnected",
-                _ => "session.status",
-            };
-            Some((
-                session.clone(),
-                kind,
-                json!({ "session_id": session.as_str(), "status": status.as_str() }),
-            ))
-        }
-        EngineEvent::GaveUp { session, reason } => Some((
-            session.clone(),
-            "session.disconnected",
-            json!({ "session_id": session.as_str(), "status": "error", "reason": reason }),
-        )),
-        _ => None,
-    }
 }
 
 /// The file under `DATA_DIR` holding the generated admin key.

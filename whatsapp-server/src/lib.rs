@@ -13,6 +13,8 @@
 //! - [`config`]: [`config::ServerConfig`], every setting from flags, environment and a TOML
 //!   file, validated into [`config::CheckedServerConfig`].
 //! - [`dashboard`]: the web page at `/`.
+//! - [`events`]: the one vocabulary of session events, from the engine to Socket.IO,
+//!   webhooks and metrics.
 //! - [`deps`]: probes of the database, Redis and the backup store; alerts.
 //! - [`jobs`]: scheduled jobs (cache clean-up, renewal reminders, health check, clean-up).
 //! - [`messaging`]: the durable, paced outgoing message queue and its worker.
@@ -34,6 +36,7 @@ pub mod backup;
 pub mod config;
 pub mod dashboard;
 pub mod deps;
+pub mod events;
 pub mod jobs;
 pub mod messaging;
 pub mod metrics;

@@ -64,6 +64,8 @@ use tokio::time::Instant;
 use whatsapp_core::{ConnectionState, SessionFilter, SessionId, SessionStatus};
 use whatsapp_keepalive::EngineEvent;
 
+use crate::events::{self, Event, SessionEvent};
+
 use crate::app::Services;
 
 /// The content type of what [`Metrics::render`] returns (OpenMetrics text 1.0.0).
@@ -188,7 +190,12 @@ impl Metrics {
             let mut tracker = OutageTracker::default();
             loop {
                 match events.recv().await {
-                    Ok(event) => metrics.observe(&mut tracker, &event, Instant::now()),
+                    Ok(event) => {
+                        let now = Instant::now();
+                        for e in events::from_engine(&event) {
+                            metrics.observe(&mut tracker, &e, now);
+                        }
+                    }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "metrics lagged behind the engine's events");
                     }
@@ -198,8 +205,8 @@ impl Metrics {
         })
     }
 
-    fn observe(&self, tracker: &mut OutageTracker, event: &EngineEvent, now: Instant) {
-        if let EngineEvent::Status { status, .. } = event {
+    fn observe(&self, tracker: &mut OutageTracker, event: &SessionEvent, now: Instant) {
+        if let Event::Status { status } = &event.event {
             self.inner
                 .transitions
                 .get_or_create(&[("status", status.as_str().to_owned())])
@@ -380,9 +387,10 @@ enum Link {
 }
 
 impl OutageTracker {
-    fn observe(&mut self, event: &EngineEvent, now: Instant) -> Option<Outage> {
-        match event {
-            EngineEvent::State { session, state } => {
+    fn observe(&mut self, event: &SessionEvent, now: Instant) -> Option<Outage> {
+        let session = &event.session;
+        match &event.event {
+            Event::Connection { state } => {
                 let before = self.sessions.get(session).copied();
                 match (before, state) {
                     (Some(Link::Down(since)), ConnectionState::Connected) => {
@@ -403,8 +411,7 @@ impl OutageTracker {
             }
             // Stopped or unlinked on purpose: not an outage, and the next start is a
             // fresh connection, not a reconnect.
-            EngineEvent::Status {
-                session,
+            Event::Status {
                 status: SessionStatus::Stopped | SessionStatus::LoggedOut,
             } => {
                 self.sessions.remove(session);
@@ -423,10 +430,17 @@ mod tests {
         SessionId::new(s).unwrap()
     }
 
-    fn state(s: &str, st: ConnectionState) -> EngineEvent {
-        EngineEvent::State {
+    fn state(s: &str, st: ConnectionState) -> SessionEvent {
+        SessionEvent {
             session: id(s),
-            state: st,
+            event: Event::Connection { state: st },
+        }
+    }
+
+    fn status(s: &str, status: SessionStatus) -> SessionEvent {
+        SessionEvent {
+            session: id(s),
+            event: Event::Status { status },
         }
     }
 
@@ -454,13 +468,7 @@ mod tests {
         );
         // Stopped on purpose while down: the next CONNECTED is a fresh start.
         t.observe(&state("b", ConnectionState::Timeout), t0);
-        t.observe(
-            &EngineEvent::Status {
-                session: id("b"),
-                status: SessionStatus::Stopped,
-            },
-            t0,
-        );
+        t.observe(&status("b", SessionStatus::Stopped), t0);
         assert_eq!(t.observe(&state("b", ConnectionState::Connected), t0), None);
     }
 
@@ -476,14 +484,7 @@ mod tests {
             &state("a", ConnectionState::Connected),
             t0 + Duration::from_secs(3),
         );
-        m.observe(
-            &mut tracker,
-            &EngineEvent::Status {
-                session: id("a"),
-                status: SessionStatus::Ready,
-            },
-            t0,
-        );
+        m.observe(&mut tracker, &status("a", SessionStatus::Ready), t0);
         m.record_backup(&id("a"), true, 2048, Duration::from_secs(2));
         m.record_backup(&id("a"), false, 0, Duration::from_secs(1));
         let mut out = String::new();

@@ -32,29 +32,19 @@
 //!
 //! # Events
 //!
-//! [`map_engine_event`] turns the keepalive engine's [`EngineEvent`]s into the events clients
-//! see; every payload carries `session_id`:
-//!
-//! | engine event                         | client events                                   |
-//! |--------------------------------------|-------------------------------------------------|
-//! | `Qr`                                 | `qr {session_id, qr}`                           |
-//! | `Status` → `authenticating`          | `status`, then `authenticated {session_id}`     |
-//! | `Status` → `ready`                   | `status`, then `ready {session_id}`             |
-//! | `Status` → `disconnected`/`logged_out` | `status`, then `disconnected {session_id, reason}` (reason = the status) |
-//! | `Status` → anything else             | `status {session_id, status}`                   |
-//! | `GaveUp`                             | `disconnected {session_id, reason}`             |
-//! | `State`                              | nothing (the status it leads to is sent)        |
-//!
-//! `authenticated` follows the policy's `authenticating` status, which it sets when a phone
-//! scanned the QR (`PAIRING`) — the moment whatsapp-web.js calls `authenticated`.
+//! What clients receive is [`crate::events`]' vocabulary in its Socket.IO form
+//! ([`crate::events::Event::socketio`]; the table is in that module): `qr`, `status`,
+//! `authenticated`, `ready`, `disconnected`, each with the `session_id` the tenant knows.
 
 use std::{fmt, future::Future, sync::Arc};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::{SocketIo, extract::SocketRef, extract::TryData, handler::ConnectHandler};
 use tokio::{sync::broadcast, task::JoinHandle};
-use whatsapp_core::{SessionId, SessionStatus, TenantId};
+use whatsapp_core::{SessionId, TenantId};
 use whatsapp_keepalive::EngineEvent;
+
+use crate::events::{self, Event};
 
 pub use socketioxide::layer::SocketIoLayer;
 
@@ -89,135 +79,7 @@ pub trait RealtimeAuthenticator: Send + Sync + 'static {
     async fn tenant_for(&self, token: &str) -> Option<TenantScope>;
 }
 
-/// One event sent to clients. Every payload has `session_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RealtimeEvent {
-    /// `qr {session_id, qr}`: a QR to show.
-    Qr {
-        /// The session.
-        session_id: SessionId,
-        /// The payload to encode in the QR image.
-        qr: String,
-    },
-    /// `authenticated {session_id}`: a phone scanned the QR; logging in.
-    Authenticated {
-        /// The session.
-        session_id: SessionId,
-    },
-    /// `ready {session_id}`: logged in and connected.
-    Ready {
-        /// The session.
-        session_id: SessionId,
-    },
-    /// `status {session_id, status}`: the stored status changed.
-    Status {
-        /// The session.
-        session_id: SessionId,
-        /// Its new status.
-        status: SessionStatus,
-    },
-    /// `disconnected {session_id, reason}`: the session lost its connection or was given up.
-    Disconnected {
-        /// The session.
-        session_id: SessionId,
-        /// Why (`disconnected`, `logged_out`, or the engine's reason for giving up).
-        reason: String,
-    },
-}
-
-impl RealtimeEvent {
-    /// The Socket.IO event name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            RealtimeEvent::Qr { .. } => "qr",
-            RealtimeEvent::Authenticated { .. } => "authenticated",
-            RealtimeEvent::Ready { .. } => "ready",
-            RealtimeEvent::Status { .. } => "status",
-            RealtimeEvent::Disconnected { .. } => "disconnected",
-        }
-    }
-
-    /// The same event about `session` (the name its tenant knows it by).
-    pub fn for_session(mut self, session: SessionId) -> Self {
-        match &mut self {
-            RealtimeEvent::Qr { session_id, .. }
-            | RealtimeEvent::Authenticated { session_id }
-            | RealtimeEvent::Ready { session_id }
-            | RealtimeEvent::Status { session_id, .. }
-            | RealtimeEvent::Disconnected { session_id, .. } => *session_id = session,
-        }
-        self
-    }
-
-    /// The session the event is about.
-    pub fn session_id(&self) -> &SessionId {
-        match self {
-            RealtimeEvent::Qr { session_id, .. }
-            | RealtimeEvent::Authenticated { session_id }
-            | RealtimeEvent::Ready { session_id }
-            | RealtimeEvent::Status { session_id, .. }
-            | RealtimeEvent::Disconnected { session_id, .. } => session_id,
-        }
-    }
-
-    /// The JSON payload sent with the event.
-    pub fn payload(&self) -> Value {
-        let id = self.session_id().as_ref();
-        match self {
-            RealtimeEvent::Qr { qr, .. } => json!({ "session_id": id, "qr": qr }),
-            RealtimeEvent::Authenticated { .. } | RealtimeEvent::Ready { .. } => {
-                json!({ "session_id": id })
-            }
-            RealtimeEvent::Status { status, .. } => {
-                json!({ "session_id": id, "status": status.as_str() })
-            }
-            RealtimeEvent::Disconnected { reason, .. } => {
-                json!({ "session_id": id, "reason": reason })
-            }
-        }
-    }
-}
-
-/// The client events one engine event leads to, in the order they are sent (see the
-/// [module docs](self) for the table). Pure: the same input always gives the same output.
-pub fn map_engine_event(event: &EngineEvent) -> Vec<RealtimeEvent> {
-    match event {
-        EngineEvent::Qr { session, payload } => vec![RealtimeEvent::Qr {
-            session_id: session.clone(),
-            qr: payload.as_str().to_owned(),
-        }],
-        EngineEvent::Status { session, status } => {
-            let session_id = session.clone();
-            let mut out = vec![RealtimeEvent::Status {
-                session_id: session_id.clone(),
-                status: *status,
-            }];
-            match status {
-                SessionStatus::Authenticating => {
-                    out.push(RealtimeEvent::Authenticated { session_id });
-                }
-                SessionStatus::Ready => out.push(RealtimeEvent::Ready { session_id }),
-                SessionStatus::Disconnected | SessionStatus::LoggedOut => {
-                    out.push(RealtimeEvent::Disconnected {
-                        session_id,
-                        reason: status.as_str().to_owned(),
-                    });
-                }
-                _ => {}
-            }
-            out
-        }
-        EngineEvent::GaveUp { session, reason } => vec![RealtimeEvent::Disconnected {
-            session_id: session.clone(),
-            reason: reason.clone(),
-        }],
-        EngineEvent::State { .. } => Vec::new(),
-        #[allow(unreachable_patterns)]
-        _ => Vec::new(),
-    }
-}
-
-/// Pushes [`RealtimeEvent`]s to the connected clients of the owning tenant (and admins).
+/// Pushes [`crate::events::Event`]s to the connected clients of the owning tenant (and admins).
 #[derive(Clone)]
 pub struct RealtimeHub {
     io: SocketIo,
@@ -288,20 +150,24 @@ impl RealtimeHub {
         (layer, RealtimeHub { io })
     }
 
-    /// Sends `event` to `tenant`'s clients and to admins.
-    pub async fn publish(&self, tenant: &TenantId, event: &RealtimeEvent) {
+    /// Sends `event` about the session `tenant` calls `name` to that tenant's clients and to
+    /// admins (nothing for events clients do not get).
+    pub async fn publish(&self, tenant: &TenantId, name: &SessionId, event: &Event) {
+        let Some((kind, payload)) = event.socketio(name) else {
+            return;
+        };
         let rooms = [tenant_room(tenant), ADMIN_ROOM.to_owned()];
-        if let Err(e) = self.io.to(rooms).emit(event.name(), &event.payload()).await {
+        if let Err(e) = self.io.to(rooms).emit(kind, &payload).await {
             tracing::warn!(
-                event = event.name(),
-                session = event.session_id().as_ref(),
+                event = kind,
+                session = name.as_str(),
                 error = %e,
                 "real-time emit failed"
             );
         }
     }
 
-    /// Spawns a task that publishes every engine event (mapped by [`map_engine_event`]) to the
+    /// Spawns a task that publishes every engine event (mapped by [`events::from_engine`]) to the
     /// session's tenant, found with `tenant_of` (e.g. a session-store lookup) with the name
     /// the tenant knows the session by (every payload's `session_id`). Events of
     /// sessions without a tenant are dropped; if the receiver lagged, the missed events are
@@ -326,19 +192,23 @@ impl RealtimeHub {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let mapped = map_engine_event(&event);
-                let Some(first) = mapped.first() else {
+                let mapped = events::from_engine(&event);
+                if mapped
+                    .iter()
+                    .all(|e| e.event.socketio(&e.session).is_none())
+                {
                     continue;
-                };
-                let Some((tenant, name)) = tenant_of(first.session_id().clone()).await else {
+                }
+                let session = mapped[0].session.clone();
+                let Some((tenant, name)) = tenant_of(session.clone()).await else {
                     tracing::debug!(
-                        session = first.session_id().as_ref(),
+                        session = session.as_str(),
                         "no tenant for session; event not published"
                     );
                     continue;
                 };
                 for e in mapped {
-                    hub.publish(&tenant, &e.for_session(name.clone())).await;
+                    hub.publish(&tenant, &name, &e.event).await;
                 }
             }
         })
@@ -348,110 +218,7 @@ impl RealtimeHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use whatsapp_core::{ConnectionState, QrPayload};
-
-    fn sid() -> SessionId {
-        SessionId::new("s1").unwrap()
-    }
-
-    fn status(s: SessionStatus) -> EngineEvent {
-        EngineEvent::Status {
-            session: sid(),
-            status: s,
-        }
-    }
-
-    fn names(event: &EngineEvent) -> Vec<&'static str> {
-        map_engine_event(event).iter().map(|e| e.name()).collect()
-    }
-
-    #[test]
-    fn status_table() {
-        let table: &[(SessionStatus, &[&str])] = &[
-            (SessionStatus::Created, &["status"]),
-            (SessionStatus::Starting, &["status"]),
-            (SessionStatus::Qr, &["status"]),
-            (SessionStatus::Authenticating, &["status", "authenticated"]),
-            (SessionStatus::Ready, &["status", "ready"]),
-            (SessionStatus::Reconnecting, &["status"]),
-            (SessionStatus::Disconnected, &["status", "disconnected"]),
-            (SessionStatus::Error, &["status"]),
-            (SessionStatus::LoggedOut, &["status", "disconnected"]),
-            (SessionStatus::Stopped, &["status"]),
-        ];
-        assert_eq!(table.len(), SessionStatus::ALL.len());
-        for (s, want) in table {
-            assert_eq!(names(&status(*s)), *want, "status {s}");
-        }
-    }
-
-    #[test]
-    fn every_payload_has_session_id() {
-        let mut events: Vec<EngineEvent> = SessionStatus::ALL.into_iter().map(status).collect();
-        events.push(EngineEvent::Qr {
-            session: sid(),
-            payload: QrPayload::parse("ref,a,b,c,1").unwrap(),
-        });
-        events.push(EngineEvent::GaveUp {
-            session: sid(),
-            reason: "crash loop".into(),
-        });
-        for e in &events {
-            for out in map_engine_event(e) {
-                assert_eq!(out.payload()["session_id"], "s1", "{out:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn payloads() {
-        let qr = map_engine_event(&EngineEvent::Qr {
-            session: sid(),
-            payload: QrPayload::parse("ref,a,b,c,1").unwrap(),
-        });
-        assert_eq!(qr.len(), 1);
-        assert_eq!(
-            qr[0].payload(),
-            json!({"session_id": "s1", "qr": "ref,a,b,c,1"})
-        );
-        let st = map_engine_event(&status(SessionStatus::LoggedOut));
-        assert_eq!(
-            st[0].payload(),
-            json!({"session_id": "s1", "status": "logged_out"})
-        );
-        assert_eq!(
-            st[1].payload(),
-            json!({"session_id": "s1", "reason": "logged_out"})
-        );
-        let gave_up = map_engine_event(&EngineEvent::GaveUp {
-            session: sid(),
-            reason: "crash loop".into(),
-        });
-        assert_eq!(
-            gave_up,
-            vec![RealtimeEvent::Disconnected {
-                session_id: sid(),
-                reason: "crash loop".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn connection_states_alone_send_nothing() {
-        for state in [
-            ConnectionState::Pairing,
-            ConnectionState::Connected,
-            ConnectionState::Timeout,
-        ] {
-            assert!(
-                map_engine_event(&EngineEvent::State {
-                    session: sid(),
-                    state
-                })
-                .is_empty()
-            );
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn token_sources_in_order() {
