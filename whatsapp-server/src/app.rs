@@ -24,30 +24,28 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whatsapp_chromium::ChromiumDriver;
-use whatsapp_core::{
-    BrowserDriver, Clock, Error, Result, SessionId, SessionRecord, SessionStatus, SessionStore,
-    SystemClock, TenantId,
-};
-use whatsapp_keepalive::{EngineDeps, EngineEvent, KeepaliveEngine};
+use whatsapp_core::{BrowserDriver, Clock, Error, Result, SessionStore, SystemClock, TenantId};
+use whatsapp_keepalive::{EngineDeps, EngineEvent};
 use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3BackupSink};
 use whatsapp_storage::store::{MessageQueue, NumberCache, OutboxStore, TenantStore};
 
 use crate::auth::Auth;
 use crate::backup::ManagedBackup;
 use crate::config::{BackupTarget, CheckedServerConfig};
-use crate::messaging::{BrowserSender, Messaging, QueueSender, WorkerConfig, backends};
+use crate::messaging::{Messaging, WorkerConfig, backends};
 use crate::metrics::Metrics;
 use crate::notify::{HttpEmailNotifier, LogNotifier};
 use crate::outbox::{Outbox, OutboxNotifier, OutboxWorker, WebhookEvent};
 use crate::realtime::RealtimeHub;
+use crate::sessions::SessionService;
 use crate::tenants::StoreWebhookDirectory;
 
 /// Everything the HTTP handlers, the jobs and the forwarders share. Built once by
@@ -69,12 +67,11 @@ pub struct Services {
     pub outbox_store: Arc<dyn OutboxStore>,
     /// Durable e-mails and webhooks.
     pub outbox: Outbox,
-    /// The outgoing message queue and its per-session workers.
-    pub messaging: Messaging,
-    /// The queue behind [`Services::messaging`] (Redis or the database).
+    /// The message queue behind the workers (Redis or the database).
     pub queue: Arc<dyn MessageQueue>,
-    /// The keepalive engine: one task and one browser per running session.
-    pub engine: KeepaliveEngine,
+    /// The session lifecycle: the keepalive engine (one task and one browser per running
+    /// session) paired with the message workers, and the profiles' location.
+    pub lifecycle: SessionService,
     /// Backups of session profiles.
     pub backups: Arc<BackupManager>,
     /// The Socket.IO hub.
@@ -96,102 +93,8 @@ pub struct Services {
     pub database: Arc<dyn whatsapp_storage::store::WriteProbe>,
 }
 
-impl Services {
-    /// The profile directory of `id`.
-    pub fn profile_dir(&self, id: &SessionId) -> PathBuf {
-        self.config.sessions_path.join(id.as_str())
-    }
-
-    /// Starts `id` in the engine and its message worker. A session that already runs is
-    /// left alone (`Ok(false)`), except one the engine holds but no longer drives: logged
-    /// out (its device was unlinked; the start relaunches it for a new QR) or given up on
-    /// (a crash loop or a fatal state): those are restarted (`Ok(true)`).
-    pub async fn start_session(&self, id: &SessionId) -> Result<bool> {
-        match self.engine.start(id).await {
-            Ok(()) => {
-                self.messaging.start(id);
-                Ok(true)
-            }
-            Err(Error::Conflict(_)) => {
-                let stuck = self
-                    .engine
-                    .snapshot(id)
-                    .is_some_and(|s| s.gave_up || s.status == SessionStatus::LoggedOut);
-                if stuck {
-                    self.engine.restart(id).await?;
-                }
-                self.messaging.start(id);
-                Ok(stuck)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Deletes `record`'s session for good: logs its device out if it runs (so the phone
-    /// unlinks it), stops it, removes the record, the profile directory and quarantines its
-    /// backups ([`BackupManager::quarantine`]). The record goes first, so nothing can start
-    /// the session again meanwhile; a quarantine that fails now (backup store down) is
-    /// finished by the daily sweep of orphaned backups ([`crate::jobs`]).
-    pub async fn delete_session(&self, record: &SessionRecord) -> Result<()> {
-        let id = &record.id;
-        self.messaging.stop(id).await;
-        let linked_and_running = self.engine.snapshot(id).is_some()
-            && matches!(
-                record.status,
-                SessionStatus::Ready
-                    | SessionStatus::Reconnecting
-                    | SessionStatus::Disconnected
-                    | SessionStatus::Authenticating
-            );
-        let closed = if linked_and_running {
-            self.engine.logout(id).await
-        } else {
-            self.engine.stop(id).await
-        };
-        match closed {
-            Ok(()) | Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        self.sessions.delete(id).await?;
-        let dir = self.profile_dir(id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(session = %id, error = %e, "could not remove the profile directory");
-        }
-        // What a restore may have put aside holds the same login.
-        let aside = self
-            .config
-            .sessions_path
-            .join(format!(".{}.before-restore", id.as_str()));
-        let _ = tokio::fs::remove_dir_all(&aside).await;
-        if let Err(e) = self
-            .backups
-            .quarantine(id, Some(&record.tenant), Some(&record.name))
-            .await
-        {
-            tracing::warn!(session = %id, error = %e, "could not quarantine the backups of a deleted session; the daily sweep retries");
-        }
-        tracing::info!(session = %id, logged_out = linked_and_running, "session deleted");
-        Ok(())
-    }
-}
-
-/// A new session instance id: random, never reused (`s` and 16 hex digits). Short on
-/// purpose: Chromium's runtime directory is named after it and the singleton socket inside
-/// must fit a Unix socket path (108 bytes).
-pub fn new_instance_id() -> SessionId {
-    let bits: u64 = rand::random();
-    SessionId::new(format!("s{bits:016x}")).expect("s + 16 hex digits is a valid session id")
-}
-
-impl Services {
-    /// Stops `id`'s message worker and browser (the login stays in the profile).
-    pub async fn stop_session(&self, id: &SessionId) -> Result<()> {
-        self.messaging.stop(id).await;
-        self.engine.stop(id).await
-    }
-}
+/// A new session instance id (see [`crate::sessions::new_instance_id`]).
+pub use crate::sessions::new_instance_id;
 
 /// What the server is built on beyond its configuration: the browser driver and the clock
 /// (tests inject a driver pointed at the emulator, or a fake).
@@ -292,20 +195,21 @@ impl App {
         backup_config.retention = config.keepalive_config().backup.retention;
         let backups = Arc::new(BackupManager::new(sink, clock.clone(), backup_config));
 
-        // Messaging and the engine (the sender needs the engine, the engine the sender).
-        let slot = Arc::new(OnceLock::new());
-        let messaging = Messaging::new(
-            queue.clone(),
-            limiter,
-            Arc::new(BrowserSender::from_engine_slot(slot.clone())),
-            clock.clone(),
-            WorkerConfig::default(),
-        )
-        .with_sessions(stores.sessions.clone());
+        // The session lifecycle: the engine paired with the message workers.
         let metrics = Metrics::new();
-        let engine = KeepaliveEngine::new(
+        let lifecycle = SessionService::build(
             config.keepalive_config(),
-            EngineDeps {
+            |sender| {
+                Messaging::new(
+                    queue.clone(),
+                    limiter,
+                    sender,
+                    clock.clone(),
+                    WorkerConfig::default(),
+                )
+                .with_sessions(stores.sessions.clone())
+            },
+            |sender| EngineDeps {
                 driver: parts.driver.clone(),
                 store: stores.sessions.clone(),
                 notifier: Arc::new(OutboxNotifier::new(outbox.clone()).dedupe_by_content()),
@@ -315,12 +219,13 @@ impl App {
                         .with_store(stores.sessions.clone())
                         .with_metrics(metrics.clone()),
                 ),
-                sender: Arc::new(QueueSender::new(messaging.clone())),
+                sender,
                 sessions_path: config.sessions_path.clone(),
                 seed: rand::random(),
             },
+            backups.clone(),
+            &config.sessions_path,
         )?;
-        let _ = slot.set(engine.clone());
 
         let auth = Auth::new(
             config.admin_api_key.clone(),
@@ -338,9 +243,8 @@ impl App {
             numbers: stores.numbers.clone(),
             outbox_store: stores.outbox.clone(),
             outbox,
-            messaging,
             queue,
-            engine,
+            lifecycle,
             backups,
             realtime,
             auth,
@@ -354,18 +258,22 @@ impl App {
 
         let mut workers = Vec::new();
         let sessions = state.sessions.clone();
-        workers.push(state.realtime.forward(state.engine.subscribe(), move |id| {
-            let sessions = sessions.clone();
-            async move {
-                let r = sessions.get(&id).await.ok().flatten()?;
-                Some((r.tenant, r.name))
-            }
-        }));
+        workers.push(
+            state
+                .realtime
+                .forward(state.lifecycle.engine().subscribe(), move |id| {
+                    let sessions = sessions.clone();
+                    async move {
+                        let r = sessions.get(&id).await.ok().flatten()?;
+                        Some((r.tenant, r.name))
+                    }
+                }),
+        );
         workers.push(tokio::spawn(forward_webhooks(
             state.clone(),
-            state.engine.subscribe(),
+            state.lifecycle.engine().subscribe(),
         )));
-        workers.push(state.metrics.follow(state.engine.subscribe()));
+        workers.push(state.metrics.follow(state.lifecycle.engine().subscribe()));
 
         // 3. Scheduled jobs and workers.
         workers.push(tokio::spawn(outbox_worker.run(cancel.clone())));
@@ -377,10 +285,7 @@ impl App {
         ));
 
         // 4. Restore every session that should run.
-        let restored = state.engine.restore().await?;
-        for id in &restored {
-            state.messaging.start(id);
-        }
+        let restored = state.lifecycle.restore_all().await?;
         tracing::info!(
             sessions = restored.len(),
             "start-up restore handed to the engine"
@@ -471,8 +376,7 @@ impl RunningApp {
         self.cancel.cancel();
         // Bounded: open Socket.IO/WebSocket connections would otherwise hold it forever.
         let _ = tokio::time::timeout(Duration::from_secs(10), self.http).await;
-        self.state.messaging.shutdown().await;
-        self.state.engine.shutdown().await;
+        self.state.lifecycle.shutdown().await;
         for w in self.workers {
             w.abort();
             let _ = w.await;

@@ -294,11 +294,16 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
 /// running browser is noticed too ([`lost_profile`]). Returns the ids acted on.
 pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     let now = state.clock.now();
-    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
+    let running: HashSet<SessionId> = state.lifecycle.engine().running().into_iter().collect();
     let records = state.sessions.list(&SessionFilter::all()).await?;
     let mut acted = Vec::new();
     for r in records {
-        if state.engine.snapshot(&r.id).is_some_and(|s| s.gave_up) {
+        if state
+            .lifecycle
+            .engine()
+            .snapshot(&r.id)
+            .is_some_and(|s| s.gave_up)
+        {
             continue;
         }
         let is_running = running.contains(&r.id);
@@ -324,10 +329,10 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
         }
         let outcome = if stuck && is_running {
             tracing::warn!(session = %r.id, status = %r.status, since = %r.updated_at, "session stuck; restarting it");
-            state.engine.restart(&r.id).await.map(|()| true)
+            state.lifecycle.restart(&r.id).await.map(|()| true)
         } else if stuck || (should_run && !is_running) {
             tracing::warn!(session = %r.id, status = %r.status, "session should run but does not; starting it");
-            state.start_session(&r.id).await
+            state.lifecycle.start(&r.id).await
         } else {
             continue;
         };
@@ -345,7 +350,7 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
 /// the files of a running browser change all the time, and which files hold the login is
 /// the driver's business).
 fn profile_missing(state: &Services, id: &SessionId) -> Option<String> {
-    let dir = state.profile_dir(id);
+    let dir = state.lifecycle.profile_dir(id);
     (!dir.is_dir()).then(|| format!("the profile directory {} is gone", dir.display()))
 }
 
@@ -379,7 +384,7 @@ pub async fn lost_profile(
     };
     state.sessions.update(&record.id, &patch, now).await?;
     match backup {
-        Some(_) => state.engine.restart(&record.id).await,
+        Some(_) => state.lifecycle.restart(&record.id).await,
         None => state
             .sessions
             .transition(
@@ -433,9 +438,9 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
 
     // 1. Orphan profiles (the engine's own sessions count as known).
     let mut keep = known.clone();
-    keep.extend(state.engine.running());
+    keep.extend(state.lifecycle.engine().running());
     let now: SystemTime = state.clock.now().into();
-    let root = state.config.sessions_path.clone();
+    let root = state.lifecycle.sessions_path().to_path_buf();
     let candidates = tokio::task::spawn_blocking(move || removable_dirs(&root, &keep, now))
         .await
         .map_err(|e| Error::unavailable("clean-up", e.to_string()))??;
@@ -454,12 +459,12 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
     }
 
     // 2. Running sessions whose record is gone (checked one by one: the list may be stale).
-    for id in state.engine.running() {
+    for id in state.lifecycle.engine().running() {
         if known.contains(&id) {
             continue;
         }
         match state.sessions.get(&id).await {
-            Ok(None) => match state.stop_session(&id).await {
+            Ok(None) => match state.lifecycle.stop(&id).await {
                 Ok(()) => {
                     tracing::info!(session = %id, "stopped a session whose record was deleted");
                     report.stopped_sessions.push(id);
@@ -474,8 +479,8 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
     }
 
     // 3. Stray browsers.
-    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
-    let root = state.config.sessions_path.clone();
+    let running: HashSet<SessionId> = state.lifecycle.engine().running().into_iter().collect();
+    let root = state.lifecycle.sessions_path().to_path_buf();
     let strays = tokio::task::spawn_blocking(move || stray_browsers(&root, &running))
         .await
         .map_err(|e| Error::unavailable("clean-up", e.to_string()))?;
@@ -499,7 +504,7 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
 }
 
 async fn sweep_backups(state: &Services, report: &mut CleanUpReport) -> Result<()> {
-    let running: HashSet<SessionId> = state.engine.running().into_iter().collect();
+    let running: HashSet<SessionId> = state.lifecycle.engine().running().into_iter().collect();
     for id in state.backups.sessions_with_backups().await? {
         if running.contains(&id) || state.sessions.get(&id).await?.is_some() {
             continue;
@@ -672,7 +677,7 @@ pub async fn monitor(state: &Services) -> Result<()> {
     }
     tracing::info!(
         total = records.len(),
-        running = state.engine.running().len(),
+        running = state.lifecycle.engine().running().len(),
         by_status = ?counts,
         "sessions"
     );

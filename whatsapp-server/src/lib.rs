@@ -27,6 +27,8 @@
 //! - [`realtime`]: the Socket.IO endpoint pushing `qr`/`authenticated`/`ready`/`status`/
 //!   `disconnected` events to the tenant that owns the session.
 //! - [`serve`]: the HTTP listener: connection limit and time-outs.
+//! - [`sessions`]: the session lifecycle (create, start, stop, restart, log out, delete,
+//!   restore), pairing the engine with the message workers; owns the profiles' location.
 //! - [`tenants`]: tenants' webhook endpoints.
 
 pub mod api;
@@ -46,4 +48,5 @@ pub mod process;
 pub mod qr;
 pub mod realtime;
 pub mod serve;
+pub mod sessions;
 pub mod tenants;

@@ -281,7 +281,7 @@ impl Metrics {
         }
 
         let running = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        running.set(i64::try_from(state.engine.running().len()).unwrap_or(i64::MAX));
+        running.set(i64::try_from(state.lifecycle.engine().running().len()).unwrap_or(i64::MAX));
         scrape.register(
             "engine_sessions",
             "Sessions the keepalive engine runs on this node",

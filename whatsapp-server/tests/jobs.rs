@@ -113,11 +113,11 @@ impl Harness {
         let state = self.app.state();
         let linked = self.session(id, SessionStatus::Ready, now).await;
         FakeBrowser::write_login(
-            &state.profile_dir(&linked),
+            &state.lifecycle.profile_dir(&linked),
             &PhoneNumber::new("+34600000009").unwrap(),
         )
         .unwrap();
-        assert!(state.start_session(&linked).await.unwrap());
+        assert!(state.lifecycle.start(&linked).await.unwrap());
         self.browser
             .wait_until(|b| b.state(&linked) == Some(ConnectionState::Connected))
             .await;
@@ -239,11 +239,14 @@ async fn health_check_starts_sessions_that_should_run_and_restarts_stuck_ones() 
     let _created = h
         .session("created", SessionStatus::Created, now - hours(5))
         .await;
-    assert!(state.engine.running().is_empty());
+    assert!(state.lifecycle.engine().running().is_empty());
 
     let acted = jobs::health_check(state).await.unwrap();
     assert_eq!(acted, vec![ready.clone(), stuck.clone()]);
-    assert_eq!(state.engine.running(), vec![ready.clone(), stuck.clone()]);
+    assert_eq!(
+        state.lifecycle.engine().running(),
+        vec![ready.clone(), stuck.clone()]
+    );
     h.browser
         .wait_until(|b| b.launches(&ready) == 1 && b.launches(&stuck) == 1)
         .await;
@@ -268,7 +271,7 @@ async fn health_check_notices_a_profile_deleted_under_a_running_session() {
         Vec::<SessionId>::new()
     );
     // Someone deletes the profile under the running browser; there is no backup.
-    std::fs::remove_dir_all(state.profile_dir(&linked)).unwrap();
+    std::fs::remove_dir_all(state.lifecycle.profile_dir(&linked)).unwrap();
     assert_eq!(
         jobs::health_check(state).await.unwrap(),
         vec![linked.clone()]
@@ -281,7 +284,7 @@ async fn health_check_notices_a_profile_deleted_under_a_running_session() {
         "{err}"
     );
     assert!(
-        state.engine.running().contains(&linked),
+        state.lifecycle.engine().running().contains(&linked),
         "the browser keeps the login alive"
     );
     h.app.shutdown().await;
@@ -325,7 +328,7 @@ async fn clean_up_removes_orphan_profiles_stops_deleted_sessions_and_ends_stray_
 
     // A session the engine runs whose record was then deleted.
     let gone = h.session("gone", SessionStatus::Ready, now).await;
-    assert!(state.start_session(&gone).await.unwrap());
+    assert!(state.lifecycle.start(&gone).await.unwrap());
     h.browser.wait_until(|b| b.launches(&gone) == 1).await;
     assert!(state.sessions.delete(&gone).await.unwrap());
 
@@ -343,7 +346,7 @@ async fn clean_up_removes_orphan_profiles_stops_deleted_sessions_and_ends_stray_
     let stray_pid = stray.id().unwrap();
     // And one on the profile of a session that runs: left alone.
     let keep = h.session("keeper", SessionStatus::Ready, now).await;
-    assert!(state.start_session(&keep).await.unwrap());
+    assert!(state.lifecycle.start(&keep).await.unwrap());
     let mut kept = tokio::process::Command::new("sh")
         .arg("-c")
         .arg("read line")
@@ -372,8 +375,8 @@ async fn clean_up_removes_orphan_profiles_stops_deleted_sessions_and_ends_stray_
     assert!(root.join(owned.as_str()).exists());
 
     assert_eq!(report.stopped_sessions, vec![gone.clone()]);
-    assert!(!state.engine.running().contains(&gone));
-    assert!(state.engine.running().contains(&keep));
+    assert!(!state.lifecycle.engine().running().contains(&gone));
+    assert!(state.lifecycle.engine().running().contains(&keep));
 
     assert_eq!(report.terminated_processes, vec![stray_pid]);
     let status = tokio::time::timeout(Duration::from_secs(10), stray.wait())

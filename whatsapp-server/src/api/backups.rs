@@ -9,12 +9,13 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use whatsapp_core::{Error, Notification, NotificationKind, SessionStatus};
+use whatsapp_core::{Notification, NotificationKind, SessionStatus};
 use whatsapp_storage::backup::{BackupOwner, BackupRecord};
 
 use super::{ApiError, ApiPath, load_session, optional_json};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::sessions::RestoreError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -68,7 +69,7 @@ pub async fn backup_now(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
-    let dir = state.profile_dir(&record.id);
+    let dir = state.lifecycle.profile_dir(&record.id);
     if !dir.is_dir() {
         return Err(ApiError::wrong_state(format!(
             "session {} has no profile on disk yet (status {}): nothing to back up",
@@ -150,52 +151,18 @@ pub async fn restore(
     let record = load_session(&state, &caller, &id).await?;
     // The restart after the restore records statuses through the engine.
     super::require_writable(&state).await?;
-    let owner = BackupOwner::of(&record);
-    let backup = match &body.backup_id {
-        Some(key) => state
-            .backups
-            .list(&record.id)
-            .await?
-            .into_iter()
-            .find(|b| b.key.as_str() == key)
-            .ok_or_else(|| ApiError::not_found(format!("backup {key} of session {id}")))?,
-        None => state
-            .backups
-            .newest_restorable(&owner)
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "a verified backup of session {id} taken since its current link"
-                ))
-            })?,
-    };
-    owner
-        .admits(&backup)
-        .map_err(|e| ApiError::wrong_state(e.to_string()))?;
-    if !backup.verified {
-        return Err(ApiError::wrong_state(format!(
-            "backup {} failed verification and is never restored",
-            backup.key
-        )));
-    }
-    let was_running = state.engine.snapshot(&record.id).is_some();
-    if was_running {
-        match state.stop_session(&record.id).await {
-            Ok(()) | Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let result = state
-        .backups
-        .restore_from(&backup, &state.profile_dir(&record.id))
-        .await;
-    if was_running {
-        state.start_session(&record.id).await?;
-    }
-    result?;
+    let (backup, restarted) = state
+        .lifecycle
+        .restore_backup(&record, body.backup_id.as_deref())
+        .await
+        .map_err(|e| match e {
+            RestoreError::NotFound(what) => ApiError::not_found(what),
+            RestoreError::Refused(why) => ApiError::wrong_state(why),
+            RestoreError::Failed(e) => e.into(),
+        })?;
     Ok(Json(RestoreView {
         backup_id: backup.key.as_str().to_owned(),
-        restarted: was_running,
+        restarted,
     }))
 }
 

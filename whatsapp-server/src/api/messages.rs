@@ -120,10 +120,11 @@ pub async fn send_message(
     let to = recipient(&body.to)?;
     let record = load_session(&state, &caller, &id).await?;
     let enqueued = state
-        .messaging
+        .lifecycle
+        .messaging()
         .enqueue(&record.id, &to, &body.text, body.idempotency_key.as_deref())
         .await?;
-    state.engine.record_activity(&record.id);
+    state.lifecycle.engine().record_activity(&record.id);
     let m = enqueued.message;
     Ok((
         StatusCode::ACCEPTED,
@@ -151,7 +152,7 @@ pub async fn get_message(
     let record = load_session(&state, &caller, &id).await?;
     let not_found = || ApiError::not_found(format!("message {message_id} of session {id}"));
     let n: i64 = message_id.parse().map_err(|_| not_found())?;
-    match state.messaging.get(n).await? {
+    match state.lifecycle.messaging().get(n).await? {
         Some(m) if m.session_id == record.id => {
             let mut view = MessageView::from(m);
             view.session_id = record.name.as_str().to_owned();
@@ -200,11 +201,13 @@ pub async fn check_number(
         return Ok(Json(view(hit, true)));
     }
     let connected = state
-        .engine
+        .lifecycle
+        .engine()
         .snapshot(&record.id)
         .is_some_and(|s| s.state == Some(ConnectionState::Connected));
     let browser = state
-        .engine
+        .lifecycle
+        .engine()
         .browser(&record.id)
         .filter(|_| connected)
         .ok_or_else(|| {

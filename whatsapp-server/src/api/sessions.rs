@@ -83,7 +83,7 @@ pub struct SessionView {
 impl SessionView {
     /// The view of `r`, with what the engine knows right now.
     pub fn build(state: &Services, r: SessionRecord) -> Self {
-        let snapshot = state.engine.snapshot(&r.id);
+        let snapshot = state.lifecycle.engine().snapshot(&r.id);
         SessionView {
             id: r.name.as_str().to_owned(),
             instance_id: r.id.as_str().to_owned(),
@@ -92,7 +92,8 @@ impl SessionView {
             // The browser's last pushed state first: the engine's own copy is updated only
             // between its actions, so a drop during a browser call would show late.
             state: state
-                .engine
+                .lifecycle
+                .engine()
                 .browser(&r.id)
                 .and_then(|b| b.last_known_state())
                 .or_else(|| snapshot.as_ref().and_then(|s| s.state.clone()))
@@ -166,7 +167,7 @@ pub async fn create_session(
         }
         (Caller::Tenant(own), _) => own.clone(),
     };
-    let id = crate::app::new_instance_id();
+    let id = crate::sessions::new_instance_id();
     let mut record = SessionRecord::named(id.clone(), name.clone(), tenant, state.clock.now());
     record.owner_email = body
         .owner_email
@@ -174,8 +175,12 @@ pub async fn create_session(
         .map(EmailAddress::new)
         .transpose()?;
     record.expires_at = body.expires_at;
-    match state.sessions.create(&record).await {
-        Ok(()) => {}
+    let record = match state
+        .lifecycle
+        .create(record.clone(), body.start.unwrap_or(true))
+        .await
+    {
+        Ok(record) => record,
         Err(Error::Conflict(_)) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -187,11 +192,7 @@ pub async fn create_session(
             ));
         }
         Err(e) => return Err(e.into()),
-    }
-    if body.start.unwrap_or(true) {
-        state.start_session(&id).await?;
-    }
-    let record = state.sessions.get(&id).await?.unwrap_or(record);
+    };
     Ok((
         StatusCode::CREATED,
         Json(SessionView::build(&state, record)),
@@ -253,7 +254,7 @@ pub async fn delete_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
-    state.delete_session(&record).await?;
+    state.lifecycle.delete(&record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,7 +270,7 @@ pub async fn start_session(
 ) -> Result<Response, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
     super::require_writable(&state).await?;
-    if !state.start_session(&record.id).await? {
+    if !state.lifecycle.start(&record.id).await? {
         return Err(ApiError::wrong_state(format!(
             "session {} already runs (status {})",
             record.name, record.status
@@ -290,7 +291,7 @@ pub async fn stop_session(
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
     super::require_writable(&state).await?;
-    match state.stop_session(&record.id).await {
+    match state.lifecycle.stop(&record.id).await {
         Ok(()) => {}
         Err(Error::NotFound { .. }) => {
             return Err(ApiError::wrong_state(format!(
@@ -316,8 +317,7 @@ pub async fn restart_session(
 ) -> Result<Response, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
     super::require_writable(&state).await?;
-    state.engine.restart(&record.id).await?;
-    state.messaging.start(&record.id);
+    state.lifecycle.restart(&record.id).await?;
     accepted(&state, &record.id).await
 }
 
@@ -334,8 +334,7 @@ pub async fn logout_session(
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_session(&state, &caller, &id).await?;
     super::require_writable(&state).await?;
-    state.messaging.stop(&record.id).await;
-    match state.engine.logout(&record.id).await {
+    match state.lifecycle.logout(&record.id).await {
         Ok(()) => {}
         Err(Error::NotFound { .. }) => {
             return Err(ApiError::wrong_state(format!(
@@ -404,7 +403,8 @@ pub async fn get_qr(
     // A session whose device was unlinked keeps its page up showing a QR while its status
     // stays `logged_out`: that QR links it again.
     let qr = state
-        .engine
+        .lifecycle
+        .engine()
         .snapshot(&record.id)
         .and_then(|s| s.qr)
         .filter(|_| matches!(record.status, SessionStatus::Qr | SessionStatus::LoggedOut))
@@ -473,7 +473,8 @@ pub async fn pairing_code(
     let phone = PhoneNumber::new(&body.phone)?;
     let record = load_session(&state, &caller, &id).await?;
     let browser = state
-        .engine
+        .lifecycle
+        .engine()
         .browser(&record.id)
         .filter(|_| record.status == SessionStatus::Qr)
         .ok_or_else(|| {
