@@ -13,6 +13,9 @@
 //!   [`ConnectionState`], our [`SessionStatus`] and the [`SessionRecord`].
 //! - [`driver`], [`store`], [`backup`], [`notify`], [`clock`]: one trait each, with a
 //!   `# Contract` section that every implementation must honour.
+//! - [`profile`]: Chromium-profile facts every crate shares: the path rule
+//!   ([`profile::profile_dir`]), the `Singleton*` lock files and their owner, the host name,
+//!   and the browser processes on a profile (from `/proc`).
 //! - `testing` (feature `testing`): in-memory implementations, fakes, mockall mocks, and the
 //!   conformance suites that every backend runs.
 
@@ -21,6 +24,7 @@ pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod notify;
+pub mod profile;
 pub mod store;
 pub mod types;
 

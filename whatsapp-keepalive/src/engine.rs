@@ -40,19 +40,6 @@ use crate::policy::{
     Action, Call, Check, Failure, Input, LayerStats, SessionHealth, SessionPolicy,
 };
 
-/// The stored statuses [`KeepaliveEngine::restore`] starts again: every status of a session
-/// that was running. Not `created` (never started), `stopped` or `logged_out` (stopped on
-/// purpose, or waiting for someone to link it again).
-pub const RESTORED_STATUSES: [SessionStatus; 7] = [
-    SessionStatus::Ready,
-    SessionStatus::Reconnecting,
-    SessionStatus::Disconnected,
-    SessionStatus::Error,
-    SessionStatus::Starting,
-    SessionStatus::Qr,
-    SessionStatus::Authenticating,
-];
-
 /// Everything the engine runs on.
 #[derive(Debug, Clone)]
 pub struct EngineDeps {
@@ -68,7 +55,8 @@ pub struct EngineDeps {
     pub backup: Arc<dyn SessionBackup>,
     /// Sends keepalive texts.
     pub sender: Arc<dyn KeepaliveSender>,
-    /// The sessions directory: the profile of session `x` is `<sessions_path>/x`.
+    /// The sessions directory: the profile of session `x` is `<sessions_path>/x`
+    /// ([`whatsapp_core::profile::profile_dir`]).
     pub sessions_path: PathBuf,
     /// Seed of every random choice (jitter, intervals, texts): the same seed
     /// replays the same decisions.
@@ -264,7 +252,7 @@ impl KeepaliveEngine {
     }
 
     /// Start-up restore: starts (staggered) every session whose stored status says it was
-    /// running when the server stopped ([`RESTORED_STATUSES`]): linked ones (`ready`, or
+    /// running when the server stopped ([`SessionStatus::restores_at_start`]): linked ones (`ready`, or
     /// mid-outage: `reconnecting`, `disconnected`, `error`) and those caught in a launch or a
     /// link (`starting`, `qr`, `authenticating`: a server killed right after a scan may
     /// still hold the new login). Returns the ids started.
@@ -273,7 +261,11 @@ impl KeepaliveEngine {
             .inner
             .deps
             .store
-            .list(&SessionFilter::with_status(RESTORED_STATUSES))
+            .list(&SessionFilter::with_status(
+                SessionStatus::ALL
+                    .into_iter()
+                    .filter(|s| s.restores_at_start()),
+            ))
             .await?;
         let ids: Vec<SessionId> = records.into_iter().map(|r| r.id).collect();
         self.start_many(&ids).await?;
@@ -815,7 +807,7 @@ impl SessionTask {
         let limits = &inner.config.runtime;
         let spec = LaunchSpec {
             session: self.id.clone(),
-            profile_dir: inner.deps.sessions_path.join(self.id.as_str()),
+            profile_dir: whatsapp_core::profile::profile_dir(&inner.deps.sessions_path, &self.id),
         };
         let outcome = {
             // Bounded concurrency: a launch is the expensive part (a whole Chromium).

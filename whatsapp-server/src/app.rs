@@ -99,7 +99,7 @@ pub struct Services {
 impl Services {
     /// The profile directory of `id`.
     pub fn profile_dir(&self, id: &SessionId) -> PathBuf {
-        self.config.sessions_path.join(id.as_str())
+        whatsapp_core::profile::profile_dir(&self.config.sessions_path, id)
     }
 
     /// Starts `id` in the engine and its message worker. A session that already runs is

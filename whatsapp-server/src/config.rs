@@ -641,12 +641,6 @@ pub fn node_id_from_hostname(hostname: &str) -> NodeId {
     NodeId::new(id).unwrap_or_else(|_| NodeId::new("node").expect("`node` is a valid node id"))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default()
-}
-
 fn check_url(
     setting: &'static str,
     value: &str,
@@ -878,7 +872,7 @@ impl ServerConfig {
                     format!("`{id}` must be 1–64 characters of [a-z0-9_-]"),
                 )
             })?,
-            None => node_id_from_hostname(&hostname()),
+            None => node_id_from_hostname(&whatsapp_core::profile::hostname()),
         };
 
         let interval = humantime::parse_duration(self.message_interval.trim()).map_err(|e| {
