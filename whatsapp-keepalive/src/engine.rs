@@ -29,7 +29,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whatsapp_core::{
-    BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
+    Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
     Notification, NotificationKind, Notifier, QrPayload, Result, SessionFilter, SessionId,
     SessionPatch, SessionStatus, SessionStore,
 };
@@ -188,17 +188,22 @@ const EVENT_BUFFER: usize = 1024;
 /// How many backups run at once across all sessions (archiving is disk- and CPU-heavy).
 const BACKUP_CONCURRENCY: usize = 2;
 
-/// Attempts of one e-mail on transient errors, and the first wait between them.
-const NOTIFY_ATTEMPTS: u32 = 8;
-const NOTIFY_FIRST_WAIT: Duration = Duration::from_secs(2);
-/// Attempts of a background write (e-mail recipient read, backup) before it is given up:
-/// with waits doubling from 2 s (e-mails) or 30 s (backups) up to [`RETRY_MAX_WAIT`], they
-/// outlast a database restart or an object store that is away for several minutes.
-const RETRY_ATTEMPTS: u32 = 8;
-/// The longest wait between two retries of a background write.
-const RETRY_MAX_WAIT: Duration = Duration::from_secs(5 * 60);
-/// The first wait before a failed backup is retried.
-const BACKUP_RETRY_FIRST_WAIT: Duration = Duration::from_secs(30);
+/// Retries of background work: waits doubling from 2 s (e-mails) or 30 s (backups) up to
+/// 5 min, 8 attempts, so that they outlast a database restart or an object store that is
+/// away for several minutes.
+const BACKGROUND_RETRY: Backoff =
+    Backoff::exponential(Duration::from_secs(2), 2.0, Duration::from_secs(5 * 60))
+        .with_max_attempts(8);
+/// One e-mail on transient errors: 8 attempts, 2 s, 4 s, … apart.
+const NOTIFY_RETRY: Backoff = BACKGROUND_RETRY;
+/// Reading an e-mail's recipient while the store is down: like [`NOTIFY_RETRY`], but any
+/// error is retried, and 8 times after the first try (9 attempts).
+const RECIPIENT_READ_RETRY: Backoff = BACKGROUND_RETRY.with_max_attempts(9);
+/// A transiently failing backup: 30 s, 1 min, 2 min, … up to 5 min, 8 attempts.
+const BACKUP_RETRY: Backoff = Backoff {
+    initial: Duration::from_secs(30),
+    ..BACKGROUND_RETRY
+};
 
 impl KeepaliveEngine {
     /// Checks `config` and builds an engine (no session runs yet).
@@ -942,14 +947,13 @@ impl SessionTask {
         self.inner.background.spawn(async move {
             // The store may be down for a while (a database restart): keep trying to read
             // the recipient for as long as a backup retry would, rather than dropping it.
-            let mut wait = NOTIFY_FIRST_WAIT;
-            let mut tries = 0;
+            let mut attempt = 0;
             let record = loop {
+                attempt += 1;
                 match inner.deps.store.get(&id).await {
                     Ok(Some(r)) => break r,
                     Ok(None) => return,
-                    Err(e) if tries < RETRY_ATTEMPTS => {
-                        tries += 1;
+                    Err(e) if let Some(wait) = RECIPIENT_READ_RETRY.next_delay(attempt, 0.0) => {
                         tracing::warn!(session = %id, %kind, error = %e, "cannot read the session for an e-mail; retrying");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => {
@@ -958,7 +962,6 @@ impl SessionTask {
                             }
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                     }
                     Err(e) => {
                         tracing::error!(session = %id, %kind, error = %e, "e-mail dropped: cannot read the session");
@@ -981,11 +984,12 @@ impl SessionTask {
                     "detail": detail,
                 }),
             };
-            let mut wait = NOTIFY_FIRST_WAIT;
-            for attempt in 1..=NOTIFY_ATTEMPTS {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
                 match inner.deps.notifier.notify(&notification).await {
                     Ok(()) => return,
-                    Err(e) if e.is_transient() && attempt < NOTIFY_ATTEMPTS => {
+                    Err(e) if let Some(wait) = NOTIFY_RETRY.retry_after(&e, attempt, 0.0) => {
                         tracing::warn!(session = %id, %kind, attempt, error = %e, "e-mail failed; retrying");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => {
@@ -994,7 +998,6 @@ impl SessionTask {
                             }
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                     }
                     Err(e) => {
                         tracing::error!(session = %id, %kind, error = %e, "e-mail not delivered");
@@ -1013,17 +1016,15 @@ impl SessionTask {
             let _permit = inner.backups.acquire().await;
             // A transient failure (object store unreachable) is retried with back-off
             // instead of waiting for the next scheduled backup a day later.
-            let mut wait = BACKUP_RETRY_FIRST_WAIT;
             let mut attempt = 1;
             let result = loop {
                 match inner.deps.backup.backup(&id).await {
-                    Err(e) if e.is_transient() && attempt < RETRY_ATTEMPTS => {
+                    Err(e) if let Some(wait) = BACKUP_RETRY.retry_after(&e, attempt, 0.0) => {
                         tracing::warn!(session = %id, attempt, error = %e, "backup failed; retrying in {wait:?}");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => break Err(e),
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                         attempt += 1;
                     }
                     other => break other,

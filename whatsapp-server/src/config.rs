@@ -920,10 +920,10 @@ impl ServerConfig {
         };
         let mut outbox = OutboxConfig::default();
         outbox.retry.max_attempts = self.outbox_max_attempts;
-        outbox.retry.base = duration("OUTBOX_RETRY_BASE", &self.outbox_retry_base)?;
+        outbox.retry.initial = duration("OUTBOX_RETRY_BASE", &self.outbox_retry_base)?;
         outbox.request_timeout = duration("OUTBOX_REQUEST_TIMEOUT", &self.outbox_request_timeout)?;
-        if outbox.retry.max < outbox.retry.base {
-            outbox.retry.max = outbox.retry.base;
+        if outbox.retry.max < outbox.retry.initial {
+            outbox.retry.max = outbox.retry.initial;
         }
         if self.outbox_max_attempts == 0 {
             return Err(ConfigError::new(
@@ -931,7 +931,7 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
-        if outbox.retry.base.is_zero() {
+        if outbox.retry.initial.is_zero() {
             return Err(ConfigError::new(
                 "OUTBOX_RETRY_BASE",
                 "must be more than zero",
