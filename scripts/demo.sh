@@ -18,6 +18,7 @@ EMULATOR_PORT="${EMULATOR_PORT:-4010}"
 PHONE="34600000000"      # a fake number: the emulator's phone that scans the QR
 RECIPIENT="34600000099"  # a fake recipient known to the emulator
 BIN=target/debug/whatsapp-server
+EMULATOR_BIN=target/debug/whatsapp-emulator
 
 say() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\ndemo failed: %s\n' "$*" >&2; exit 1; }
@@ -29,8 +30,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null 2>&1 || fail "curl is needed (apt-get install -y curl)"
 
-say "building whatsapp-server"
-cargo build -p whatsapp-server
+say "building whatsapp-server and whatsapp-emulator"
+cargo build -p whatsapp-server -p whatsapp-emulator
 
 mkdir -p "$DATA"
 DATA="$(cd "$DATA" && pwd)"
@@ -51,7 +52,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting the WhatsApp Web emulator on https://127.0.0.1:$EMULATOR_PORT (plays web.whatsapp.com)"
-"$BIN" emulator --listen "127.0.0.1:$EMULATOR_PORT" --tls --state-file "$DATA/emulator-state.json" \
+"$EMULATOR_BIN" --listen "127.0.0.1:$EMULATOR_PORT" --tls --state-file "$DATA/emulator-state.json" \
     >"$DATA/emulator.log" 2>&1 &
 EMULATOR_PID=$!
 EMU="https://127.0.0.1:$EMULATOR_PORT/_emulator"

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use whatsapp_chromium::{ChromiumConfig, ChromiumDriver};
+use whatsapp_core::profile::profile_dir;
 use whatsapp_core::{
     Clock, ConnectionState, PhoneNumber, SessionId, SessionRecord, SessionStatus, SessionStore,
     SystemClock, TenantId,
@@ -66,7 +67,7 @@ async fn main() -> DemoResult {
     ));
     // A clean start for the demo session.
     store.delete(&id).await?;
-    let _ = std::fs::remove_dir_all(sessions_path.join(id.as_str()));
+    let _ = std::fs::remove_dir_all(profile_dir(&sessions_path, &id));
     let record = SessionRecord::new(id.clone(), TenantId::new("demo-tenant")?, SystemClock.now());
     store.create(&record).await?;
     println!("   session {id} created ({})", data.display());
@@ -121,7 +122,7 @@ async fn main() -> DemoResult {
 
     step("7. backup of the running session (archive, verify)");
     let backup = manager
-        .backup_session(&id, &sessions_path.join(id.as_str()))
+        .backup_session(&id, &profile_dir(&sessions_path, &id))
         .await?;
     println!(
         "   {} ({} bytes, {} files, verified: {})",
@@ -133,7 +134,7 @@ async fn main() -> DemoResult {
 
     step("8. server stops gracefully; then the disk is lost (profile deleted)");
     engine.shutdown().await;
-    std::fs::remove_dir_all(sessions_path.join(id.as_str()))?;
+    std::fs::remove_dir_all(profile_dir(&sessions_path, &id))?;
     println!(
         "   profile deleted; stored status is still {:?}",
         store.get(&id).await?.map(|r| r.status)

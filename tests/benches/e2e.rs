@@ -19,7 +19,7 @@
 //!
 //! - `e2e --emulator STATE_FILE`: the WhatsApp Web emulator (real-site timings, HTTPS as
 //!   `web.whatsapp.com`), alive for the whole run and shared by both sides;
-//! - `e2e --serve`: our manager, exactly what `whatsapp-server` runs without a subcommand
+//! - `e2e --serve`: our manager, exactly what the `whatsapp-server` binary runs
 //!   (settings from the environment, `App::start`, SIGTERM → graceful shutdown), compiled
 //!   with the bench profile. It launches one Chromium per session.
 //!

@@ -62,7 +62,7 @@ impl Stack {
 
     /// The profile directory of `id`.
     pub fn profile(&self, id: &SessionId) -> PathBuf {
-        self.sessions_path().join(id.as_str())
+        whatsapp_core::profile::profile_dir(&self.sessions_path(), id)
     }
 
     /// Launches `id` on its profile.

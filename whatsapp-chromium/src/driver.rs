@@ -289,8 +289,9 @@ async fn prepare_profile_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Chromium cannot create its `SingletonLock` in a profile it cannot write and then exits
-/// with code 21, which it also uses for "profile in use on another computer". A tiny file
+/// Chromium cannot create its lock ([`whatsapp_core::profile::SINGLETON_LOCK`]) in a
+/// profile it cannot write and then exits with code 21, which it also uses for "profile in
+/// use on another computer". A tiny file
 /// created and removed first tells the real cause: a read-only or full disk, or no
 /// permission.
 async fn check_writable(dir: &Path) -> Result<()> {

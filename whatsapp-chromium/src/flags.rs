@@ -89,7 +89,7 @@ pub fn command_line(
     if !minimal {
         args.extend(BASE_FLAGS.iter().map(|s| (*s).to_owned()));
     }
-    args.push(format!("--user-data-dir={}", profile_dir.display()));
+    args.push(whatsapp_core::profile::user_data_dir_switch(profile_dir));
     args.push("--remote-debugging-port=0".to_owned());
     if let Some(ua) = user_agent {
         args.push(format!("--user-agent={ua}"));

@@ -30,8 +30,8 @@
 //! - [`config`]: [`ChromiumConfig`] (executable, flags, URL, user agent, timeouts, pinned
 //!   HTML). Its `Debug` masks credentials.
 //! - [`flags`]: the command line, with a comment on why each switch is there.
-//! - [`profile`]: the `Singleton*` lock files, and stopping a browser of ours that still
-//!   holds a profile.
+//! - [`profile`]: stopping a browser of ours that still holds a profile, and clearing the
+//!   lock files ([`whatsapp_core::profile`] knows what they are and who holds them).
 //! - [`process`]: [`BrowserProcess`], one Chromium in its own process group.
 //! - `js`: the scripts evaluated in the page (the event bridge and one per operation).
 //! - `driver` and `session`: [`ChromiumDriver`] and [`ChromiumSession`], the trait
@@ -59,11 +59,12 @@
 //!   writer is our process. When we die — even by `SIGKILL`, which runs no destructor — the
 //!   kernel closes the pipe and the watchdog kills the whole group. No `unsafe`
 //!   (`PR_SET_PDEATHSIG`) is needed.
-//! - **Stale browsers from a previous run**: before each launch, the PID in `SingletonLock`
-//!   is checked; if it is alive on this host and its command line has exactly our
-//!   `--user-data-dir`, it gets `SIGTERM`, then its process group `SIGKILL`. Then the
-//!   `Singleton*` files are removed (root and `Default/`), so a lock from another host (exit
-//!   code 21: a profile restored from a backup) never blocks a launch.
+//! - **Stale browsers from a previous run**: before each launch, the PID in the profile's
+//!   lock ([`whatsapp_core::profile::lock_owner`]) is checked; if it is alive on this host
+//!   and its command line has exactly our `--user-data-dir`, it gets `SIGTERM`, then its
+//!   process group `SIGKILL`. Then the lock files ([`whatsapp_core::profile::LOCK_FILES`])
+//!   are removed (root and `Default/`), so a lock from another host (exit code 21: a
+//!   profile restored from a backup) never blocks a launch.
 //! - **Graceful close**: CDP `Browser.close` (Chromium flushes IndexedDB and Local Storage,
 //!   where the login lives), then after [`ChromiumConfig::close_grace`] `SIGTERM` and a
 //!   `SIGKILL` of the group. We reap the wrapper; the wrapper reaps Chromium. Helpers that

@@ -13,20 +13,27 @@
 //!   [`ConnectionState`], our [`SessionStatus`] and the [`SessionRecord`].
 //! - [`driver`], [`store`], [`backup`], [`notify`], [`clock`]: one trait each, with a
 //!   `# Contract` section that every implementation must honour.
+//! - [`backoff`]: [`Backoff`], the one retry schedule (a pure function of the attempt).
+//! - [`profile`]: Chromium-profile facts every crate shares: the path rule
+//!   ([`profile::profile_dir`]), the `Singleton*` lock files and their owner, the host name,
+//!   and the browser processes on a profile (from `/proc`).
 //! - `testing` (feature `testing`): in-memory implementations, fakes, mockall mocks, and the
 //!   conformance suites that every backend runs.
 
+pub mod backoff;
 pub mod backup;
 pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod notify;
+pub mod profile;
 pub mod store;
 pub mod types;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use backoff::{Backoff, Jitter};
 pub use backup::{BackupKey, BackupSink, ByteStream, ObjectMeta, SinkCapabilities};
 pub use clock::{Clock, SystemClock};
 pub use driver::{BrowserDriver, BrowserSession, DriverEvent, LaunchSpec};

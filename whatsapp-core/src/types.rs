@@ -575,6 +575,48 @@ impl SessionStatus {
             SessionStatus::Stopped => "stopped",
         }
     }
+
+    /// Whether a session stored with this status is started again when the service starts
+    /// (`KeepaliveEngine::restore`): every status of a session that was running when the
+    /// process stopped. Linked ones (`ready`, or mid-outage: `reconnecting`, `disconnected`,
+    /// `error` — the engine never abandons a session, so a stop interrupted its recovery)
+    /// and those caught in a launch or a link (`starting`, `qr`, `authenticating`: a server
+    /// killed right after a scan may still hold the new login). Not `created` (never
+    /// started), `stopped` or `logged_out` (stopped on purpose, or waiting for someone to
+    /// link it again).
+    ///
+    /// Wider than [`SessionStatus::should_run`]: at start-up no browser runs at all, so every
+    /// session that had one gets it back; while the service runs, a session in `error`,
+    /// `qr`, `starting` or `authenticating` without a browser is one the engine let go of
+    /// (or is handled by the health check's own time-out), not one to relaunch.
+    pub fn restores_at_start(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Ready
+                | SessionStatus::Reconnecting
+                | SessionStatus::Disconnected
+                | SessionStatus::Error
+                | SessionStatus::Starting
+                | SessionStatus::Qr
+                | SessionStatus::Authenticating
+        )
+    }
+
+    /// Whether a session stored with this status should have a browser *while the service
+    /// runs*, so that the periodic health check starts it when the engine does not run it:
+    /// the linked, not-given-up statuses `ready`, `reconnecting` and `disconnected`.
+    ///
+    /// Narrower than [`SessionStatus::restores_at_start`]: `error` waits for someone to act
+    /// (the engine gave up or saw a fatal state); `qr` without a browser is a link attempt
+    /// that ended, and relaunching it would show QR codes nobody waits for; `starting` and
+    /// `authenticating` are the health check's "stuck" case (restarted after 10 minutes
+    /// without an update), not this one.
+    pub fn should_run(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Ready | SessionStatus::Reconnecting | SessionStatus::Disconnected
+        )
+    }
 }
 
 impl fmt::Display for SessionStatus {
@@ -981,6 +1023,34 @@ impl From<QrPayload> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_at_start_is_wider_than_the_health_checks_rule() {
+        use SessionStatus as S;
+        let restored: Vec<S> = S::ALL
+            .into_iter()
+            .filter(|s| s.restores_at_start())
+            .collect();
+        assert_eq!(
+            restored,
+            [
+                S::Starting,
+                S::Qr,
+                S::Authenticating,
+                S::Ready,
+                S::Reconnecting,
+                S::Disconnected,
+                S::Error
+            ]
+        );
+        let should_run: Vec<S> = S::ALL.into_iter().filter(|s| s.should_run()).collect();
+        assert_eq!(should_run, [S::Ready, S::Reconnecting, S::Disconnected]);
+        assert!(
+            S::ALL
+                .iter()
+                .all(|s| !s.should_run() || s.restores_at_start())
+        );
+    }
 
     #[test]
     fn session_ids_follow_the_rule() {

@@ -1,7 +1,7 @@
 // Runs whatsapp-web.js (the most used client of the real site) against the emulator:
 // it must emit a QR, reach `ready` after a scan through the control API, and send a text.
 //
-//   cargo run -p whatsapp-server -- emulator --listen 127.0.0.1:4010 --tls &
+//   cargo run -p whatsapp-emulator -- --listen 127.0.0.1:4010 --tls &
 //   (cd whatsapp-emulator/compat && PUPPETEER_SKIP_DOWNLOAD=1 npm ci)
 //   EMULATOR_ADDR=127.0.0.1:4010 node whatsapp-emulator/compat/wwebjs-check.js
 //

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
-use whatsapp_core::{Error, PhoneNumber, Result};
+use whatsapp_core::{Backoff, Error, Jitter, PhoneNumber, Result};
 
 /// The texts the seed's keepalive layer picks from (the original list, in English).
 pub const DEFAULT_KEEPALIVE_TEXTS: [&str; 15] = [
@@ -207,20 +207,24 @@ impl Default for ReconnectPolicy {
 }
 
 impl ReconnectPolicy {
+    /// These settings as a [`Backoff`]: `base_delay · factor^(n-1)` capped at `max_delay`,
+    /// spread by ± `jitter` ([`Jitter::Spread`]), never giving up (`attempts` is when the
+    /// browser is relaunched, not when the session is abandoned).
+    pub fn backoff(&self) -> Backoff {
+        Backoff::exponential(self.base_delay, self.factor, self.max_delay)
+            .with_jitter(Jitter::Spread(self.jitter))
+    }
+
     /// The wait after attempt `attempt` (1-based) before the next step, without jitter:
-    /// `min(base_delay · factor^(attempt-1), max_delay)`.
+    /// `min(base_delay · factor^(attempt-1), max_delay)` ([`Backoff::delay`]).
     pub fn nominal_delay(&self, attempt: u32) -> Duration {
-        let exp = self.factor.powi(attempt.saturating_sub(1).min(64) as i32);
-        let secs = (self.base_delay.as_secs_f64() * exp).min(self.max_delay.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
+        self.backoff().delay(attempt)
     }
 
     /// [`ReconnectPolicy::nominal_delay`] scaled by `unit`, a random number in `[0, 1)`
-    /// mapped onto `[1 - jitter, 1 + jitter]`.
+    /// mapped onto `[1 - jitter, 1 + jitter]` ([`Backoff::jittered`]).
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let nominal = self.nominal_delay(attempt).as_secs_f64();
-        let scale = 1.0 + self.jitter * (2.0 * unit - 1.0);
-        Duration::from_secs_f64((nominal * scale).max(0.0))
+        self.backoff().jittered(attempt, unit)
     }
 }
 
@@ -242,6 +246,14 @@ pub struct CrashLoopGuard {
     /// The longest pause (default 1 h).
     #[serde(with = "duration_serde")]
     pub max_cooldown: Duration,
+}
+
+impl CrashLoopGuard {
+    /// The pause after the `n`-th crash loop of an episode (1-based): `cooldown`, doubling
+    /// with each further loop, up to `max_cooldown` ([`Backoff::delay`], no jitter).
+    pub fn cooldown_after(&self, n: u32) -> Duration {
+        Backoff::exponential(self.cooldown, 2.0, self.max_cooldown).delay(n)
+    }
 }
 
 impl Default for CrashLoopGuard {

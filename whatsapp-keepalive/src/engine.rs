@@ -29,7 +29,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whatsapp_core::{
-    BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
+    Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
     Notification, NotificationKind, Notifier, QrPayload, Result, SessionFilter, SessionId,
     SessionPatch, SessionStatus, SessionStore,
 };
@@ -39,19 +39,6 @@ use crate::hooks::{KeepaliveSender, SessionBackup};
 use crate::policy::{
     Action, Call, Check, Failure, Input, LayerStats, SessionHealth, SessionPolicy,
 };
-
-/// The stored statuses [`KeepaliveEngine::restore`] starts again: every status of a session
-/// that was running. Not `created` (never started), `stopped` or `logged_out` (stopped on
-/// purpose, or waiting for someone to link it again).
-pub const RESTORED_STATUSES: [SessionStatus; 7] = [
-    SessionStatus::Ready,
-    SessionStatus::Reconnecting,
-    SessionStatus::Disconnected,
-    SessionStatus::Error,
-    SessionStatus::Starting,
-    SessionStatus::Qr,
-    SessionStatus::Authenticating,
-];
 
 /// Everything the engine runs on.
 #[derive(Debug, Clone)]
@@ -68,7 +55,8 @@ pub struct EngineDeps {
     pub backup: Arc<dyn SessionBackup>,
     /// Sends keepalive texts.
     pub sender: Arc<dyn KeepaliveSender>,
-    /// The sessions directory: the profile of session `x` is `<sessions_path>/x`.
+    /// The sessions directory: the profile of session `x` is `<sessions_path>/x`
+    /// ([`whatsapp_core::profile::profile_dir`]).
     pub sessions_path: PathBuf,
     /// Seed of every random choice (jitter, intervals, texts): the same seed
     /// replays the same decisions.
@@ -200,17 +188,22 @@ const EVENT_BUFFER: usize = 1024;
 /// How many backups run at once across all sessions (archiving is disk- and CPU-heavy).
 const BACKUP_CONCURRENCY: usize = 2;
 
-/// Attempts of one e-mail on transient errors, and the first wait between them.
-const NOTIFY_ATTEMPTS: u32 = 8;
-const NOTIFY_FIRST_WAIT: Duration = Duration::from_secs(2);
-/// Attempts of a background write (e-mail recipient read, backup) before it is given up:
-/// with waits doubling from 2 s (e-mails) or 30 s (backups) up to [`RETRY_MAX_WAIT`], they
-/// outlast a database restart or an object store that is away for several minutes.
-const RETRY_ATTEMPTS: u32 = 8;
-/// The longest wait between two retries of a background write.
-const RETRY_MAX_WAIT: Duration = Duration::from_secs(5 * 60);
-/// The first wait before a failed backup is retried.
-const BACKUP_RETRY_FIRST_WAIT: Duration = Duration::from_secs(30);
+/// Retries of background work: waits doubling from 2 s (e-mails) or 30 s (backups) up to
+/// 5 min, 8 attempts, so that they outlast a database restart or an object store that is
+/// away for several minutes.
+const BACKGROUND_RETRY: Backoff =
+    Backoff::exponential(Duration::from_secs(2), 2.0, Duration::from_secs(5 * 60))
+        .with_max_attempts(8);
+/// One e-mail on transient errors: 8 attempts, 2 s, 4 s, … apart.
+const NOTIFY_RETRY: Backoff = BACKGROUND_RETRY;
+/// Reading an e-mail's recipient while the store is down: like [`NOTIFY_RETRY`], but any
+/// error is retried, and 8 times after the first try (9 attempts).
+const RECIPIENT_READ_RETRY: Backoff = BACKGROUND_RETRY.with_max_attempts(9);
+/// A transiently failing backup: 30 s, 1 min, 2 min, … up to 5 min, 8 attempts.
+const BACKUP_RETRY: Backoff = Backoff {
+    initial: Duration::from_secs(30),
+    ..BACKGROUND_RETRY
+};
 
 impl KeepaliveEngine {
     /// Checks `config` and builds an engine (no session runs yet).
@@ -264,7 +257,7 @@ impl KeepaliveEngine {
     }
 
     /// Start-up restore: starts (staggered) every session whose stored status says it was
-    /// running when the server stopped ([`RESTORED_STATUSES`]): linked ones (`ready`, or
+    /// running when the server stopped ([`SessionStatus::restores_at_start`]): linked ones (`ready`, or
     /// mid-outage: `reconnecting`, `disconnected`, `error`) and those caught in a launch or a
     /// link (`starting`, `qr`, `authenticating`: a server killed right after a scan may
     /// still hold the new login). Returns the ids started.
@@ -273,7 +266,11 @@ impl KeepaliveEngine {
             .inner
             .deps
             .store
-            .list(&SessionFilter::with_status(RESTORED_STATUSES))
+            .list(&SessionFilter::with_status(
+                SessionStatus::ALL
+                    .into_iter()
+                    .filter(|s| s.restores_at_start()),
+            ))
             .await?;
         let ids: Vec<SessionId> = records.into_iter().map(|r| r.id).collect();
         self.start_many(&ids).await?;
@@ -815,7 +812,7 @@ impl SessionTask {
         let limits = &inner.config.runtime;
         let spec = LaunchSpec {
             session: self.id.clone(),
-            profile_dir: inner.deps.sessions_path.join(self.id.as_str()),
+            profile_dir: whatsapp_core::profile::profile_dir(&inner.deps.sessions_path, &self.id),
         };
         let outcome = {
             // Bounded concurrency: a launch is the expensive part (a whole Chromium).
@@ -950,14 +947,13 @@ impl SessionTask {
         self.inner.background.spawn(async move {
             // The store may be down for a while (a database restart): keep trying to read
             // the recipient for as long as a backup retry would, rather than dropping it.
-            let mut wait = NOTIFY_FIRST_WAIT;
-            let mut tries = 0;
+            let mut attempt = 0;
             let record = loop {
+                attempt += 1;
                 match inner.deps.store.get(&id).await {
                     Ok(Some(r)) => break r,
                     Ok(None) => return,
-                    Err(e) if tries < RETRY_ATTEMPTS => {
-                        tries += 1;
+                    Err(e) if let Some(wait) = RECIPIENT_READ_RETRY.next_delay(attempt, 0.0) => {
                         tracing::warn!(session = %id, %kind, error = %e, "cannot read the session for an e-mail; retrying");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => {
@@ -966,7 +962,6 @@ impl SessionTask {
                             }
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                     }
                     Err(e) => {
                         tracing::error!(session = %id, %kind, error = %e, "e-mail dropped: cannot read the session");
@@ -989,11 +984,12 @@ impl SessionTask {
                     "detail": detail,
                 }),
             };
-            let mut wait = NOTIFY_FIRST_WAIT;
-            for attempt in 1..=NOTIFY_ATTEMPTS {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
                 match inner.deps.notifier.notify(&notification).await {
                     Ok(()) => return,
-                    Err(e) if e.is_transient() && attempt < NOTIFY_ATTEMPTS => {
+                    Err(e) if let Some(wait) = NOTIFY_RETRY.retry_after(&e, attempt, 0.0) => {
                         tracing::warn!(session = %id, %kind, attempt, error = %e, "e-mail failed; retrying");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => {
@@ -1002,7 +998,6 @@ impl SessionTask {
                             }
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                     }
                     Err(e) => {
                         tracing::error!(session = %id, %kind, error = %e, "e-mail not delivered");
@@ -1021,17 +1016,15 @@ impl SessionTask {
             let _permit = inner.backups.acquire().await;
             // A transient failure (object store unreachable) is retried with back-off
             // instead of waiting for the next scheduled backup a day later.
-            let mut wait = BACKUP_RETRY_FIRST_WAIT;
             let mut attempt = 1;
             let result = loop {
                 match inner.deps.backup.backup(&id).await {
-                    Err(e) if e.is_transient() && attempt < RETRY_ATTEMPTS => {
+                    Err(e) if let Some(wait) = BACKUP_RETRY.retry_after(&e, attempt, 0.0) => {
                         tracing::warn!(session = %id, attempt, error = %e, "backup failed; retrying in {wait:?}");
                         tokio::select! {
                             _ = inner.shutdown.cancelled() => break Err(e),
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        wait = (wait * 2).min(RETRY_MAX_WAIT);
                         attempt += 1;
                     }
                     other => break other,

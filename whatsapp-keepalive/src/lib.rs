@@ -32,6 +32,6 @@ pub use config::{
     BackupSchedule, CheckedConfig, CrashLoopGuard, KeepaliveConfig, KeepaliveMessages,
     KeepaliveTarget, NotificationPolicy, ReconnectPolicy, RuntimeLimits,
 };
-pub use engine::{EngineDeps, EngineEvent, KeepaliveEngine, RESTORED_STATUSES, SessionSnapshot};
+pub use engine::{EngineDeps, EngineEvent, KeepaliveEngine, SessionSnapshot};
 pub use hooks::{DirectSender, KeepaliveSender, NoBackup, SessionBackup};
 pub use policy::{Action, Call, Check, Failure, Input, LayerStats, SessionHealth, SessionPolicy};

@@ -1190,11 +1190,7 @@ impl SessionPolicy {
             // the owner once. The session is never abandoned: months of uptime must not
             // hang on a human noticing a bad half hour. After each pause one launch is tried.
             self.cooldowns = self.cooldowns.saturating_add(1);
-            let factor = 2u32.saturating_pow(self.cooldowns - 1);
-            let wait = guard
-                .cooldown
-                .saturating_mul(factor)
-                .min(guard.max_cooldown);
+            let wait = guard.cooldown_after(self.cooldowns);
             let why = format!(
                 "{} relaunches within {}; next try in {} (last reason: {reason})",
                 self.relaunches.len(),

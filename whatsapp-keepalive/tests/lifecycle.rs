@@ -329,7 +329,7 @@ async fn restore_starts_every_session_that_was_running() {
             .transition(&id, &[], status, whatsapp_core::Clock::now(&w.clock))
             .await
             .unwrap();
-        if whatsapp_keepalive::RESTORED_STATUSES.contains(&status) {
+        if status.restores_at_start() {
             expected.push(id);
         }
     }

@@ -8,13 +8,15 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use whatsapp_core::profile::profile_dir;
 use whatsapp_core::{Error, Result, SessionId, SessionStore};
 use whatsapp_keepalive::SessionBackup;
 use whatsapp_storage::backup::{BackupManager, BackupOwner};
 
 use crate::metrics::Metrics;
 
-/// Backs up `<sessions_path>/<session>` through a [`BackupManager`].
+/// Backs up each session's profile ([`profile_dir`]: `<sessions_path>/<session>`) through a
+/// [`BackupManager`].
 ///
 /// With [`ManagedBackup::with_store`] each backup records the session's tenant and a restore
 /// takes only backups of the same instance and tenant, taken since the current link
@@ -76,7 +78,7 @@ impl SessionBackup for ManagedBackup {
         let owner = self.owner(session).await?;
         let outcome = self
             .manager
-            .backup_owned(&owner, &self.sessions_path.join(session.as_str()))
+            .backup_owned(&owner, &profile_dir(&self.sessions_path, session))
             .await;
         if let Some(m) = &self.metrics {
             let (ok, bytes) = match &outcome {
@@ -103,7 +105,7 @@ impl SessionBackup for ManagedBackup {
             return Ok(false);
         };
         self.manager
-            .restore_from(&record, &self.sessions_path.join(session.as_str()))
+            .restore_from(&record, &profile_dir(&self.sessions_path, session))
             .await?;
         tracing::info!(session = %session, backup = %record.key, "login restored from backup");
         Ok(true)
@@ -113,7 +115,7 @@ impl SessionBackup for ManagedBackup {
         let owner = self.owner(session).await?;
         let outcome = self
             .manager
-            .restore_owned(&owner, &self.sessions_path.join(session.as_str()))
+            .restore_owned(&owner, &profile_dir(&self.sessions_path, session))
             .await?;
         Ok(outcome.path())
     }

@@ -641,12 +641,6 @@ pub fn node_id_from_hostname(hostname: &str) -> NodeId {
     NodeId::new(id).unwrap_or_else(|_| NodeId::new("node").expect("`node` is a valid node id"))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default()
-}
-
 fn check_url(
     setting: &'static str,
     value: &str,
@@ -878,7 +872,7 @@ impl ServerConfig {
                     format!("`{id}` must be 1–64 characters of [a-z0-9_-]"),
                 )
             })?,
-            None => node_id_from_hostname(&hostname()),
+            None => node_id_from_hostname(&whatsapp_core::profile::hostname()),
         };
 
         let interval = humantime::parse_duration(self.message_interval.trim()).map_err(|e| {
@@ -926,10 +920,10 @@ impl ServerConfig {
         };
         let mut outbox = OutboxConfig::default();
         outbox.retry.max_attempts = self.outbox_max_attempts;
-        outbox.retry.base = duration("OUTBOX_RETRY_BASE", &self.outbox_retry_base)?;
+        outbox.retry.initial = duration("OUTBOX_RETRY_BASE", &self.outbox_retry_base)?;
         outbox.request_timeout = duration("OUTBOX_REQUEST_TIMEOUT", &self.outbox_request_timeout)?;
-        if outbox.retry.max < outbox.retry.base {
-            outbox.retry.max = outbox.retry.base;
+        if outbox.retry.max < outbox.retry.initial {
+            outbox.retry.max = outbox.retry.initial;
         }
         if self.outbox_max_attempts == 0 {
             return Err(ConfigError::new(
@@ -937,7 +931,7 @@ impl ServerConfig {
                 "must be at least 1",
             ));
         }
-        if outbox.retry.base.is_zero() {
+        if outbox.retry.initial.is_zero() {
             return Err(ConfigError::new(
                 "OUTBOX_RETRY_BASE",
                 "must be more than zero",

@@ -286,8 +286,9 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
 }
 
 /// Restarts stuck sessions: records in `starting` or `authenticating` not updated for 10
-/// minutes are restarted, and records whose status says they should run (`ready`,
-/// `reconnecting`, `disconnected`) but that the engine does not run are started. Sessions
+/// minutes are restarted, and records whose status says they should run
+/// ([`SessionStatus::should_run`]: `ready`, `reconnecting`, `disconnected`) but that the
+/// engine does not run are started. Sessions
 /// the engine gave up on are left alone: they wait for someone to act.
 ///
 /// A `ready` session whose profile directory vanished under the
@@ -311,10 +312,7 @@ pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
             r.status,
             SessionStatus::Starting | SessionStatus::Authenticating
         ) && now - r.updated_at > STUCK_AFTER;
-        let should_run = matches!(
-            r.status,
-            SessionStatus::Ready | SessionStatus::Reconnecting | SessionStatus::Disconnected
-        );
+        let should_run = r.status.should_run();
         if is_running
             && r.status == SessionStatus::Ready
             && let Some(missing) = profile_missing(state, &r.id)
@@ -588,63 +586,13 @@ fn restore_leftover_owner(name: &str) -> Option<&str> {
 }
 
 /// Processes (pid, session) whose command line names a profile `<root>/<id>` of a session
-/// not in `running`. This process and pid 1 are never included.
+/// not in `running` ([`whatsapp_core::profile::processes_under`]). This process and pid 1
+/// are never included.
 fn stray_browsers(root: &Path, running: &HashSet<SessionId>) -> Vec<(u32, SessionId)> {
-    let mut roots = vec![root.to_path_buf()];
-    if let Ok(abs) = std::path::absolute(root) {
-        roots.push(abs);
-    }
-    if let Ok(canonical) = std::fs::canonicalize(root) {
-        roots.push(canonical);
-    }
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid <= 1 || pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if let Some(id) = profile_session(&raw, &roots)
-            && !running.contains(&id)
-        {
-            out.push((pid, id));
-        }
-    }
-    out
-}
-
-/// The session whose profile a raw `/proc/<pid>/cmdline` names with
-/// `--user-data-dir=<root>/<id>`, for one of `roots`. Zygote-forked helpers rewrite their
-/// title into one string with spaces, so arguments are split on spaces too.
-fn profile_session(cmdline: &[u8], roots: &[PathBuf]) -> Option<SessionId> {
-    cmdline
-        .split(|b| *b == 0)
-        .flat_map(|arg| arg.split(|b| *b == b' '))
-        .filter_map(|arg| {
-            std::str::from_utf8(arg)
-                .ok()?
-                .strip_prefix("--user-data-dir=")
-        })
-        .find_map(|dir| {
-            let dir = Path::new(dir.trim_end_matches('/'));
-            let parent = dir.parent()?;
-            if !roots.iter().any(|r| r.as_path() == parent) {
-                return None;
-            }
-            SessionId::new(dir.file_name()?.to_str()?).ok()
-        })
+    whatsapp_core::profile::processes_under(root)
+        .into_iter()
+        .filter(|(_, id)| !running.contains(id))
+        .collect()
 }
 
 fn terminate(pid: u32) -> std::io::Result<()> {
@@ -767,28 +715,5 @@ mod tests {
         assert_eq!(restore_leftover_owner(".alice.restore-"), None);
         assert_eq!(restore_leftover_owner(".cache"), None);
         assert_eq!(restore_leftover_owner("alice"), None);
-    }
-
-    #[test]
-    fn browser_command_lines_name_their_session() {
-        let roots = vec![PathBuf::from("/data/s")];
-        let raw = b"/usr/bin/chromium\0--headless\0--user-data-dir=/data/s/alice\0";
-        assert_eq!(
-            profile_session(raw, &roots),
-            Some(SessionId::new("alice").unwrap())
-        );
-        let zygote = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/data/s/bob --x";
-        assert_eq!(
-            profile_session(zygote, &roots),
-            Some(SessionId::new("bob").unwrap())
-        );
-        for other in [
-            &b"chromium\0--user-data-dir=/elsewhere/alice\0"[..],
-            b"chromium\0--user-data-dir=/data/s/alice/nested\0",
-            b"chromium\0--user-data-dir=/data/s/Not.Valid\0",
-            b"bash\0",
-        ] {
-            assert_eq!(profile_session(other, &roots), None);
-        }
     }
 }

@@ -88,7 +88,7 @@ impl SessionService {
 
     /// The profile directory of the session instance `id`.
     pub fn profile_dir(&self, id: &SessionId) -> PathBuf {
-        self.sessions_path.join(id.as_str())
+        whatsapp_core::profile::profile_dir(&self.sessions_path, id)
     }
 
     /// Stores `record` (a new instance) and, with `start`, starts it. Returns the record as

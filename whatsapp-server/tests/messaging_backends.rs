@@ -25,12 +25,12 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use whatsapp_core::testing::FakeBrowser;
 use whatsapp_core::{
-    BrowserDriver, Clock, Error, LaunchSpec, MessageId, PhoneNumber, Result, SessionId,
+    Backoff, BrowserDriver, Clock, Error, LaunchSpec, MessageId, PhoneNumber, Result, SessionId,
     SessionRecord, SystemClock, TenantId, Wid,
 };
 use whatsapp_server::messaging::{
     BrowserSender, Decision, MessageSender, MessageWorker, Messaging, Pacing, RateLimiter,
-    RedisMessageQueue, RedisRateLimiter, RetryPolicy, WorkerConfig,
+    RedisMessageQueue, RedisRateLimiter, WorkerConfig,
 };
 use whatsapp_storage::store::{self, MessageQueue, NewQueuedMessage, QueueStatus, Stores};
 
@@ -532,11 +532,8 @@ fn fast_config() -> WorkerConfig {
         send_timeout: Duration::from_secs(10),
         error_backoff: Duration::from_millis(50),
         shutdown_grace: Duration::from_millis(100),
-        retry: RetryPolicy {
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            max_attempts: 3,
-        },
+        retry: Backoff::exponential(Duration::from_millis(20), 2.0, Duration::from_millis(100))
+            .with_max_attempts(3),
     }
 }
 

@@ -18,7 +18,7 @@ use whatsapp_core::{
 use whatsapp_keepalive::KeepaliveSender;
 use whatsapp_server::messaging::{
     BrowserSender, InMemoryMessageQueue, LocalRateLimiter, MessageSender, MessageWorker, Messaging,
-    Pacing, QueueSender, RetryPolicy, WorkerConfig,
+    Pacing, QueueSender, WorkerConfig,
 };
 use whatsapp_storage::store::{MessageQueue, QueueStatus, QueuedMessage};
 
@@ -230,9 +230,9 @@ async fn transient_failures_are_retried_with_backoff() {
     assert_eq!(sent.attempts, 3);
     assert_eq!(fake.sent_by(&id).len(), 1);
     let at: Vec<_> = sender.attempts().iter().map(|(t, _)| *t).collect();
-    let policy = RetryPolicy::default();
-    assert!(at[1] - at[0] >= policy.first_delay, "{at:?}");
-    assert!(at[2] - at[1] >= policy.first_delay * 2, "{at:?}");
+    let policy = WorkerConfig::default().retry;
+    assert!(at[1] - at[0] >= policy.initial, "{at:?}");
+    assert!(at[2] - at[1] >= policy.initial * 2, "{at:?}");
     m.shutdown().await;
 }
 
@@ -246,10 +246,7 @@ async fn permanent_failures_and_exhausted_retries_fail_with_the_reason() {
     failures.extend((0..3).map(|_| Error::unavailable("browser", "socket reset")));
     let sender = Scripted::new(&fake, failures);
     let config = WorkerConfig {
-        retry: RetryPolicy {
-            max_attempts: 3,
-            ..RetryPolicy::default()
-        },
+        retry: WorkerConfig::default().retry.with_max_attempts(3),
         ..WorkerConfig::default()
     };
     let m = messaging(&queue, sender.clone(), config);

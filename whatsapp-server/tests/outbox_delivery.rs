@@ -23,14 +23,14 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use whatsapp_core::testing::FakeClock;
 use whatsapp_core::{
-    Clock, EmailAddress, Error, Notification, NotificationKind, Notifier, SystemClock, TenantId,
+    Backoff, Clock, EmailAddress, Error, Jitter, Notification, NotificationKind, Notifier,
+    SystemClock, TenantId,
 };
 use whatsapp_server::notify::HttpEmailNotifier;
 use whatsapp_server::outbox::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use whatsapp_server::outbox::{
-    Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, RetryPolicy, SignatureError,
-    StaticWebhookDirectory, WebhookAllowList, WebhookEndpoint, WebhookEvent, content_key,
-    verify_signature,
+    Outbox, OutboxConfig, OutboxNotifier, OutboxWorker, SignatureError, StaticWebhookDirectory,
+    WebhookAllowList, WebhookEndpoint, WebhookEvent, content_key, verify_signature,
 };
 use whatsapp_storage::store::{self, OutboxItem, OutboxKind, OutboxStatus, OutboxStore};
 
@@ -186,12 +186,12 @@ fn config(max_attempts: u32) -> OutboxConfig {
         concurrency: 4,
         request_timeout: Duration::from_millis(500),
         claim_hold: Duration::from_secs(10),
-        retry: RetryPolicy {
-            base: Duration::from_millis(20),
+        retry: Backoff {
+            initial: Duration::from_millis(20),
             factor: 2.0,
             max: Duration::from_millis(100),
             max_attempts,
-            jitter: 0.5,
+            jitter: Jitter::Shorten(0.5),
         },
         jitter_seed: Some(7),
         webhook_allow: WebhookAllowList::parse("127.0.0.1").unwrap(),
@@ -409,12 +409,12 @@ async fn retries_server_errors_with_backoff(url: &str) {
         .unwrap();
 
     let mut cfg = config(5);
-    cfg.retry = RetryPolicy {
-        base: Duration::from_secs(10),
+    cfg.retry = Backoff {
+        initial: Duration::from_secs(10),
         factor: 2.0,
         max: Duration::from_secs(60),
         max_attempts: 5,
-        jitter: 0.5,
+        jitter: Jitter::Shorten(0.5),
     };
     let dir = StaticWebhookDirectory::new().with(tenant("acme"), rx.endpoint("hook", "whsec_acme"));
     let worker = Running::start(
@@ -664,7 +664,7 @@ async fn restarted_worker_delivers_what_was_pending(url: &str) {
             .await
             .unwrap();
         let mut cfg = config(1000);
-        cfg.retry.base = Duration::from_millis(200);
+        cfg.retry.initial = Duration::from_millis(200);
         cfg.retry.max = Duration::from_millis(200);
         let worker = Running::start(
             Arc::clone(&store),

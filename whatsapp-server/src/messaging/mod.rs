@@ -39,7 +39,7 @@ pub use limiter::{Decision, LocalRateLimiter, Pacing, RateLimiter, RedisRateLimi
 pub use memory::InMemoryMessageQueue;
 pub use redis_queue::RedisMessageQueue;
 pub use service::{Messaging, QueueSender, backends};
-pub use worker::{BrowserSender, MessageSender, MessageWorker, RetryPolicy, WorkerConfig};
+pub use worker::{BrowserSender, MessageSender, MessageWorker, WorkerConfig};
 
 use whatsapp_core::Error;
 

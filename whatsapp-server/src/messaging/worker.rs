@@ -3,8 +3,8 @@
 //! The loop, per message: wait until the session can send ([`MessageSender::ready`]) and the
 //! [`RateLimiter`] has a slot, take the oldest due message (`queued` → `sending`), take the
 //! slot, send it, and mark it `sent` (with WhatsApp's message id) or failed: a transient error
-//! queues it again after a backoff ([`RetryPolicy`]), a permanent one (or too many attempts)
-//! fails it for good with the reason. On start, and after any storage error, the worker puts
+//! queues it again after a backoff ([`WorkerConfig::retry`], a [`Backoff`]), a permanent one
+//! (or too many attempts) fails it for good with the reason. On start, and after any storage error, the worker puts
 //! back the messages a previous worker left `sending` (see the
 //! [delivery guarantee](super#delivery-guarantee)).
 //!
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use whatsapp_core::{
-    BrowserSession, Clock, ConnectionState, Error, MessageId, Result, SessionId, Wid,
+    Backoff, BrowserSession, Clock, ConnectionState, Error, MessageId, Result, SessionId, Wid,
 };
 use whatsapp_keepalive::KeepaliveEngine;
 use whatsapp_storage::store::{MessageQueue, QueuedMessage};
@@ -139,47 +139,8 @@ impl MessageSender for BrowserSender {
     }
 }
 
-/// When a transient failure is retried: exponential backoff, then give up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The wait after the first failed attempt; doubled after each further one.
-    pub first_delay: Duration,
-    /// The longest wait between two attempts.
-    pub max_delay: Duration,
-    /// Attempts (sends tried) after which a message fails for good.
-    pub max_attempts: u32,
-}
-
-impl Default for RetryPolicy {
-    /// 5 s, 10 s, 20 s, … capped at 10 min, 8 attempts (about 25 minutes in all). Attempts
-    /// are counted only while the session can send: a session that is down keeps its
-    /// messages queued without using them up.
-    fn default() -> Self {
-        RetryPolicy {
-            first_delay: Duration::from_secs(5),
-            max_delay: Duration::from_secs(600),
-            max_attempts: 8,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// When to try again after the `attempts`-th attempt failed with `error`; `None`: give up.
-    pub fn retry_delay(&self, error: &Error, attempts: u32) -> Option<Duration> {
-        if !error.is_transient() || attempts >= self.max_attempts {
-            return None;
-        }
-        let doublings = attempts.saturating_sub(1).min(20);
-        Some(
-            self.first_delay
-                .saturating_mul(1 << doublings)
-                .min(self.max_delay),
-        )
-    }
-}
-
 /// How a [`MessageWorker`] behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
     /// How often an idle worker looks at the queue (it is also woken on enqueue; polling
     /// catches messages queued by other nodes and retries coming due).
@@ -191,8 +152,12 @@ pub struct WorkerConfig {
     /// How long a stopping worker waits for a send in flight before abandoning it (an
     /// abandoned send is resent by the next worker: a possible duplicate).
     pub shutdown_grace: Duration,
-    /// Retries of transient send failures.
-    pub retry: RetryPolicy,
+    /// Retries of transient send failures: the wait after failed attempt `n`, and the
+    /// attempts (sends tried) after which a message fails for good. Default: 5 s, 10 s,
+    /// 20 s, … capped at 10 min, 8 attempts (about 25 minutes in all), no jitter. Attempts
+    /// are counted only while the session can send: a session that is down keeps its
+    /// messages queued without using them up.
+    pub retry: Backoff,
 }
 
 impl Default for WorkerConfig {
@@ -202,7 +167,8 @@ impl Default for WorkerConfig {
             send_timeout: Duration::from_secs(60),
             error_backoff: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(15),
-            retry: RetryPolicy::default(),
+            retry: Backoff::exponential(Duration::from_secs(5), 2.0, Duration::from_secs(600))
+                .with_max_attempts(8),
         }
     }
 }
@@ -454,7 +420,8 @@ impl MessageWorker {
         let retry_at = self
             .config
             .retry
-            .retry_delay(error, message.attempts)
+            // No jitter is configured, so the random input is irrelevant.
+            .retry_after(error, message.attempts, 0.0)
             .map(|d| {
                 self.clock.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
             });
@@ -479,17 +446,15 @@ mod tests {
 
     #[test]
     fn backoff_doubles_caps_and_gives_up() {
-        let p = RetryPolicy::default();
+        let p = WorkerConfig::default().retry;
         let t = Error::unavailable("browser", "down");
-        assert_eq!(p.retry_delay(&t, 1), Some(Duration::from_secs(5)));
-        assert_eq!(p.retry_delay(&t, 2), Some(Duration::from_secs(10)));
-        assert_eq!(p.retry_delay(&t, 7), Some(Duration::from_secs(320)));
-        assert_eq!(p.retry_delay(&t, 8), None);
-        let capped = RetryPolicy {
-            max_attempts: 100,
-            ..p
-        };
-        assert_eq!(capped.retry_delay(&t, 50), Some(Duration::from_secs(600)));
-        assert_eq!(p.retry_delay(&Error::LoggedOut, 1), None);
+        let retry_delay = |p: &Backoff, e: &Error, attempts| p.retry_after(e, attempts, 0.0);
+        assert_eq!(retry_delay(&p, &t, 1), Some(Duration::from_secs(5)));
+        assert_eq!(retry_delay(&p, &t, 2), Some(Duration::from_secs(10)));
+        assert_eq!(retry_delay(&p, &t, 7), Some(Duration::from_secs(320)));
+        assert_eq!(retry_delay(&p, &t, 8), None);
+        let capped = p.with_max_attempts(100);
+        assert_eq!(retry_delay(&capped, &t, 50), Some(Duration::from_secs(600)));
+        assert_eq!(retry_delay(&p, &Error::LoggedOut, 1), None);
     }
 }

@@ -4,16 +4,16 @@
 //! Producers never talk to the network: they write an item to the outbox table of the
 //! session database ([`whatsapp_storage::store::OutboxStore`]) and return. An
 //! [`OutboxWorker`] claims due items, delivers them, and records the outcome: delivered, a
-//! retry after an exponential backoff with jitter ([`RetryPolicy`]), or a dead letter (a
-//! permanent refusal at once, a transient failure after the last attempt). Items survive a
-//! restart; an item claimed by a worker that died is claimed again once its hold runs out, so
+//! retry after an exponential backoff with jitter (a [`whatsapp_core::Backoff`], see
+//! [`policy`]), or a dead letter (a permanent refusal at once, a transient failure after
+//! the last attempt). Items survive a restart; an item claimed by a worker that died is claimed again once its hold runs out, so
 //! delivery is at least once (webhooks carry an event id for the receiver's de-duplication).
 //!
 //! # Layout
 //!
 //! - [`Outbox`]: enqueueing (e-mails, webhooks), reading and replaying items.
 //! - [`OutboxNotifier`]: the keepalive engine's [`Notifier`], enqueueing its e-mails.
-//! - [`OutboxWorker`] with [`OutboxConfig`] and [`RetryPolicy`]: the delivery loop.
+//! - [`OutboxWorker`] with [`OutboxConfig`]: the delivery loop; [`policy`]: its retry rule.
 //! - [`webhook`]: endpoints per tenant, the signature scheme and [`verify_signature`] for
 //!   receivers.
 //! - [`target`]: which addresses webhooks may reach (internal ones are refused unless the
@@ -26,7 +26,7 @@
 //! "body"}`, the body serialised once so every retry sends the same bytes; the endpoint and its
 //! secret are looked up at delivery time ([`WebhookDirectory`]) and never stored in the item.
 
-mod policy;
+pub mod policy;
 pub mod target;
 pub mod webhook;
 mod worker;
@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use whatsapp_core::{Clock, Error, Notification, Notifier, Result, TenantId};
 use whatsapp_storage::store::{NewOutboxItem, OutboxItem, OutboxKind, OutboxStatus, OutboxStore};
 
-pub use policy::{RetryPolicy, Verdict};
+pub use policy::Verdict;
 pub use target::WebhookAllowList;
 pub use webhook::{
     SignatureError, StaticWebhookDirectory, WebhookDirectory, WebhookEndpoint, WebhookEvent,

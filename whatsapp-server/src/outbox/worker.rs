@@ -8,10 +8,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use whatsapp_core::{Clock, Error, Notification, Notifier, Result, TenantId};
+use whatsapp_core::{Backoff, Clock, Error, Notification, Notifier, Result, TenantId};
 use whatsapp_storage::store::{OutboxItem, OutboxKind, OutboxStore};
 
-use super::policy::{RetryPolicy, Verdict};
+use super::policy::{self, Verdict};
 use super::target::WebhookAllowList;
 use super::webhook::{WebhookDirectory, WebhookPayload, WebhookSender};
 
@@ -32,8 +32,8 @@ pub struct OutboxConfig {
     /// mid-delivery is delivered again after this. Must exceed `request_timeout` by more than
     /// a second.
     pub claim_hold: Duration,
-    /// Backoff and attempt limit.
-    pub retry: RetryPolicy,
+    /// Backoff and attempt limit (default [`policy::DEFAULT_RETRY`]).
+    pub retry: Backoff,
     /// Seeds the jitter (tests); `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
     /// Internal webhook targets let through (`WEBHOOK_ALLOW_HOSTS`); empty by default, so a
@@ -48,7 +48,7 @@ impl Default for OutboxConfig {
             concurrency: 8,
             request_timeout: Duration::from_secs(15),
             claim_hold: Duration::from_secs(120),
-            retry: RetryPolicy::default(),
+            retry: policy::DEFAULT_RETRY,
             jitter_seed: None,
             webhook_allow: WebhookAllowList::default(),
         }
@@ -58,7 +58,7 @@ impl Default for OutboxConfig {
 impl OutboxConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        self.retry.validate()?;
+        policy::validate(&self.retry)?;
         if self.concurrency == 0 {
             return Err(Error::invalid("outbox concurrency", "must be at least 1"));
         }
@@ -226,11 +226,12 @@ impl OutboxWorker {
             Err(e) => {
                 let unit = self.rng.lock().expect("rng lock").random::<f64>();
                 let error = e.to_string();
-                match self
-                    .config
-                    .retry
-                    .after_failure(item.attempts, e.is_transient(), unit)
-                {
+                match policy::after_failure(
+                    &self.config.retry,
+                    item.attempts,
+                    e.is_transient(),
+                    unit,
+                ) {
                     Verdict::Retry(wait) => {
                         tracing::warn!(outbox_id = item.id, kind = %item.kind, attempts = item.attempts, retry_in = ?wait, error = %error, "outbox delivery failed; will retry");
                         let at = chrono::TimeDelta::from_std(wait)
@@ -300,10 +301,7 @@ mod tests {
                 ..OutboxConfig::default()
             },
             OutboxConfig {
-                retry: RetryPolicy {
-                    max_attempts: 0,
-                    ..RetryPolicy::default()
-                },
+                retry: policy::DEFAULT_RETRY.with_max_attempts(0),
                 ..OutboxConfig::default()
             },
         ];

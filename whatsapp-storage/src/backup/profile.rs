@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use whatsapp_core::profile::LOCK_FILES;
 use whatsapp_core::{Error, Result};
 
 use super::leveldb;
@@ -43,25 +44,15 @@ pub const DEFAULT_INCLUDE: &[&str] = &[
 
 /// File names never archived, wherever they are: LevelDB `LOCK` files (LevelDB re-creates
 /// them on open, and a stale one only confuses), LevelDB's human-readable `LOG`/`LOG.old`,
-/// and Chromium's singleton files that mark a running browser.
+/// and Chromium's singleton files that mark a running browser
+/// ([`whatsapp_core::profile::LOCK_FILES`]).
 pub const EXCLUDED_NAMES: &[&str] = &[
     "LOCK",
     "LOG",
     "LOG.old",
-    "SingletonLock",
-    "SingletonSocket",
-    "SingletonCookie",
-];
-
-/// Lock files removed before a browser is launched on a profile (after a crash they make
-/// Chromium believe another instance still runs).
-pub const LOCK_FILES: &[&str] = &[
-    "SingletonLock",
-    "SingletonSocket",
-    "SingletonCookie",
-    "Default/SingletonLock",
-    "Default/SingletonSocket",
-    "Default/SingletonCookie",
+    LOCK_FILES[0],
+    LOCK_FILES[1],
+    LOCK_FILES[2],
 ];
 
 /// Chromium's storage directory stem for an origin: `scheme_host_port`, where the port is
@@ -171,19 +162,14 @@ pub fn critical_files_ok(profile: &Path, origin: &str) -> std::result::Result<()
     }
 }
 
-/// Removes Chromium's stale lock files ([`LOCK_FILES`]) from a profile. Returns the ones
-/// removed. Call it only when no browser runs on the profile.
+/// Removes Chromium's stale lock files ([`whatsapp_core::profile::remove_lock_files`]: the
+/// root's and `Default/`'s) from a profile. Returns the ones removed, relative to the
+/// profile. Call it only when no browser runs on the profile.
 pub fn clean_lock_files(profile: &Path) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    for rel in LOCK_FILES {
-        let p = profile.join(rel);
-        // SingletonLock is a dangling symlink: symlink_metadata sees it, exists() does not.
-        if fs::symlink_metadata(&p).is_ok() {
-            fs::remove_file(&p).map_err(|e| io_err("removing a lock file", &p, e))?;
-            removed.push(PathBuf::from(rel));
-        }
-    }
-    Ok(removed)
+    whatsapp_core::profile::remove_lock_files(profile).map_err(|e| {
+        // The message already names the file.
+        Error::backend("filesystem", is_transient_io(e.kind()), e.to_string())
+    })
 }
 
 /// One file of a profile selection: its path relative to the profile, size and sha256.
@@ -483,14 +469,17 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: io::Error) -> Error {
-    let transient = matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    );
     Error::backend(
         "filesystem",
-        transient,
+        is_transient_io(e.kind()),
         format!("{what} {}: {e}", path.display()),
+    )
+}
+
+fn is_transient_io(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
 

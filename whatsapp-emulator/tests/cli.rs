@@ -1,4 +1,4 @@
-//! The binary, as an operator or a test suite runs it.
+//! The `whatsapp-emulator` binary, as an operator or a test suite runs it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -14,14 +14,14 @@ impl Drop for Child {
 }
 
 #[tokio::test]
-async fn emulator_subcommand_serves_the_control_api() {
+async fn emulator_binary_serves_the_control_api() {
     let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_whatsapp-server"))
-            .args(["emulator", "--listen", "127.0.0.1:0", "--fast"])
+        Command::new(env!("CARGO_BIN_EXE_whatsapp-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--fast"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("run whatsapp-server"),
+            .expect("run whatsapp-emulator"),
     );
     let stdout = child.0.stdout.take().unwrap();
     let line = tokio::task::spawn_blocking(move || {
@@ -45,8 +45,8 @@ async fn emulator_subcommand_serves_the_control_api() {
 
 #[test]
 fn help_documents_the_emulator_and_bad_arguments_name_the_problem() {
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsapp-server"))
-        .args(["emulator", "--help"])
+    let out = Command::new(env!("CARGO_BIN_EXE_whatsapp-emulator"))
+        .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
@@ -55,8 +55,8 @@ fn help_documents_the_emulator_and_bad_arguments_name_the_problem() {
         "{help}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsapp-server"))
-        .args(["emulator", "--listen", "not-an-address"])
+    let out = Command::new(env!("CARGO_BIN_EXE_whatsapp-emulator"))
+        .args(["--listen", "not-an-address"])
         .output()
         .unwrap();
     assert!(!out.status.success());
