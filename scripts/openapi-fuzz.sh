@@ -10,7 +10,7 @@
 #      emulator, its tenant), so the handlers behind the 404 run too;
 #   3. the admin key, random values, without the stateful phase (it would delete fixtures).
 #
-# Needs: target/debug/whatsapp-server built, Chromium, schemathesis (scripts/install-deps.sh).
+# Needs: target/debug/whatsapp-server and whatsapp-emulator built (scripts/demo.sh builds both), Chromium, schemathesis (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +19,13 @@ EMULATOR_PORT="${FUZZ_EMULATOR_PORT:-14210}"
 EXAMPLES="${FUZZ_MAX_EXAMPLES:-25}"
 SEED="${FUZZ_SEED:-20261203}"
 BIN=target/debug/whatsapp-server
-EMULATOR=("$BIN" emulator)
+EMULATOR=(target/debug/whatsapp-emulator)
 PHONE="34600000001"
 CHECKS="${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header,ignored_auth,unsupported_method}"
 
 fail() { printf '\nopenapi-fuzz failed: %s\n' "$*" >&2; exit 1; }
 command -v st >/dev/null 2>&1 || fail "schemathesis (st) is not installed: run scripts/install-deps.sh"
-[ -x "$BIN" ] || fail "$BIN is not built: cargo build -p whatsapp-server"
+for b in "$BIN" "${EMULATOR[0]}"; do [ -x "$b" ] || fail "$b is not built: cargo build -p whatsapp-server -p whatsapp-emulator"; done
 
 WORK="$(mktemp -d)"
 EMULATOR_PID=""

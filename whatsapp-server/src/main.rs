@@ -34,13 +34,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,chromiumoxide=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    whatsapp_server::process::init_tracing();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = cli.config.apply_file(&matches) {
@@ -69,16 +63,7 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)?;
     println!("listening on http://{}", app.addr());
-    shutdown_signal().await;
+    whatsapp_server::process::shutdown_signal().await;
     app.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
