@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
-use whatsapp_core::testing::FakeBrowser;
+use whatsapp_core::testing::{FakeBrowser, eventually};
 use whatsapp_core::{
     BrowserDriver, Clock, Error, LaunchSpec, MessageId, PhoneNumber, Result, SessionId,
     SessionRecord, SystemClock, TenantId, Wid,
@@ -426,20 +426,15 @@ async fn connected(dir: &Path) -> FakeBrowser {
 }
 
 async fn wait_status(q: &Arc<dyn MessageQueue>, id: i64, status: QueueStatus) {
-    let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if q.get(id).await.unwrap().unwrap().status == status {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    let now = q.get(id).await.unwrap().unwrap();
-    assert!(
-        waited.is_ok(),
-        "message {id} never became {status}: {now:?}"
-    );
+    eventually(
+        &format!("message {id} to become {status}"),
+        Duration::from_secs(30),
+        || async {
+            let m = q.get(id).await.unwrap().unwrap();
+            if m.status == status { Ok(()) } else { Err(m) }
+        },
+    )
+    .await
 }
 
 /// Every worker scenario, on one queue and one limiter backend.
