@@ -86,6 +86,10 @@ pub enum DriverEvent {
 ///   [`crate::Error::Timeout`].
 /// - If `launch` fails, no browser process it started is left running.
 /// - Several sessions may be launched concurrently from the same driver.
+///
+/// The suite `whatsapp_core::testing::conformance::browser_driver` (feature `testing`)
+/// checks these promises, except the failed launches (which no world can cause the way the
+/// spec describes WhatsApp; `whatsapp-chromium`'s process tests cover them).
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait BrowserDriver: Send + Sync + Debug + 'static {
@@ -110,6 +114,19 @@ pub trait BrowserDriver: Send + Sync + Debug + 'static {
 /// - `send_text` returns once WhatsApp Web accepted the message into its chat (ack ≥ 0); acks
 ///   follow as [`DriverEvent::MessageAck`].
 /// - `logout` unlinks the device: after it, the profile no longer logs in.
+/// - The page's own life arrives as events: a scan or an entered pairing code is
+///   `StateChanged` to `CONNECTED` then [`DriverEvent::Ready`]; an unlink from the phone is
+///   [`DriverEvent::LoggedOut`] and the page comes back `UNPAIRED` with a new QR; a dropped
+///   connection is a `StateChanged` out of `CONNECTED`; a text for the account is
+///   [`DriverEvent::MessageReceived`].
+/// - `qr` is the QR shown while unpaired (five fields) and `None` once connected;
+///   `account_info` is the linked account, `None` while not logged in.
+/// - `reconnect` brings a dropped connection back; `takeover` ends a `CONFLICT`;
+///   `number_exists` is the WID of a number with WhatsApp and `None` for one without;
+///   `request_pairing_code` gives the 8-character code the phone enters.
+///
+/// The suite `whatsapp_core::testing::conformance::browser_driver` (feature `testing`)
+/// checks these promises on the fake and on Chromium with the emulator.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait BrowserSession: Send + Sync + Debug + 'static {

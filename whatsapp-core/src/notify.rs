@@ -97,9 +97,15 @@ pub struct Notification {
 ///
 /// - `notify` returns `Ok` only once the receiving end accepted the notification.
 /// - A failure that may pass (endpoint down, 5xx, time-out) is a transient error
-///   ([`crate::Error::is_transient`]); a refusal (4xx) is not. Retrying and de-duplication
-///   belong to the caller (the durable outbox), not to the notifier.
+///   ([`crate::Error::is_transient`]); a refusal (4xx) is not. Either way the end accepted
+///   nothing.
+/// - Retrying and de-duplication belong to the caller (the durable outbox), not to the
+///   notifier: each call is one delivery attempt, and the same notification sent twice is
+///   delivered twice.
 /// - `notify` never hangs: it has its own time-out.
+///
+/// The suite `whatsapp_core::testing::conformance::notifier` (feature `testing`) checks
+/// each promise.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait Notifier: Send + Sync + Debug + 'static {

@@ -35,6 +35,7 @@ use infra::{Answer, Moto, PrivatePostgres, PrivateRedis, Receiver};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 use whatsapp_emulator::{EmulatorClient, RunningEmulator};
 
 /// One test at a time within this binary: each runs its own server and browsers.
@@ -169,18 +170,13 @@ async fn readyz(api: &Api) -> Option<(StatusCode, Value)> {
 
 /// Polls until `/readyz` answers 200.
 async fn wait_readyz_ok(api: &Api, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = readyz(api).await;
-        if let Some((StatusCode::OK, v)) = &last {
-            return v.clone();
+    eventually("/readyz to answer 200", within, || async {
+        match readyz(api).await {
+            Some((StatusCode::OK, v)) => Ok(v),
+            last => Err(last),
         }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz not 200 within {within:?}: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 /// The value of `whatsapp_dependency_up{dependency="<name>"}` in `/metrics`.
@@ -629,8 +625,7 @@ fn gaps(r: &[infra::Received]) -> Vec<Duration> {
 
 /// Polls `GET /api/outbox?status=dead` until an item of `kind` with `event` is there.
 async fn wait_dead(api: &Api, kind: &str, event: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(&format!("a dead {kind} {event}"), within, || async {
         let v = api
             .expect(
                 Method::GET,
@@ -640,42 +635,36 @@ async fn wait_dead(api: &Api, kind: &str, event: &str, within: Duration) -> Valu
                 StatusCode::OK,
             )
             .await;
-        if let Some(item) = v
-            .as_array()
+        v.as_array()
             .and_then(|a| a.iter().find(|i| i["kind"] == kind && i["event"] == event))
-        {
-            return item.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no dead {kind} {event} within {within:?}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            .cloned()
+            .ok_or(v)
+    })
+    .await
 }
 
 /// Polls `GET /api/outbox?status=delivered` until item `id` is there.
 async fn wait_delivered(api: &Api, id: i64, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = api
-            .expect(
-                Method::GET,
-                "/api/outbox?status=delivered",
-                ADMIN_KEY,
-                None,
-                StatusCode::OK,
-            )
-            .await;
-        if let Some(item) = v.as_array().and_then(|a| a.iter().find(|i| i["id"] == id)) {
-            return item.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "outbox item {id} not delivered within {within:?}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        &format!("outbox item {id} to be delivered"),
+        within,
+        || async {
+            let v = api
+                .expect(
+                    Method::GET,
+                    "/api/outbox?status=delivered",
+                    ADMIN_KEY,
+                    None,
+                    StatusCode::OK,
+                )
+                .await;
+            v.as_array()
+                .and_then(|a| a.iter().find(|i| i["id"] == id))
+                .cloned()
+                .ok_or(v)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

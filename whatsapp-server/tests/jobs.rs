@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use clap::{CommandFactory, FromArgMatches};
 use tokio::net::TcpListener;
-use whatsapp_core::testing::{FakeBrowser, FakeClock};
+use whatsapp_core::testing::{FakeBrowser, FakeClock, eventually};
 use whatsapp_core::{
     Clock, ConnectionState, EmailAddress, PhoneNumber, SessionId, SessionPatch, SessionRecord,
     SessionStatus, TenantId,
@@ -472,16 +472,9 @@ async fn wait_for_metric(
     what: &str,
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(what, Duration::from_secs(10), || async {
         let text = state.metrics.render(state).await;
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not {what} within 10 s in\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if done(&text) { Ok(text) } else { Err(text) }
+    })
+    .await
 }

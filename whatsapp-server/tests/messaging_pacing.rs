@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use whatsapp_core::testing::FakeBrowser;
+use whatsapp_core::testing::{FakeBrowser, eventually};
 use whatsapp_core::{
     BrowserDriver, Error, LaunchSpec, MessageId, PhoneNumber, Result, SessionId, Wid,
 };
@@ -126,19 +126,17 @@ fn messaging(
 async fn wait_for(
     queue: &Arc<InMemoryMessageQueue>,
     id: i64,
-    mut done: impl FnMut(&QueuedMessage) -> bool,
+    done: impl Fn(&QueuedMessage) -> bool,
 ) -> QueuedMessage {
-    tokio::time::timeout(Duration::from_secs(3600), async {
-        loop {
+    eventually(
+        &format!("message {id} to reach the expected state"),
+        Duration::from_secs(3600),
+        || async {
             let m = queue.get(id).await.unwrap().unwrap();
-            if done(&m) {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+            if done(&m) { Ok(m) } else { Err(m) }
+        },
+    )
     .await
-    .expect("the message never reached the expected state")
 }
 
 #[tokio::test(start_paused = true)]

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use whatsapp_core::testing::FakeClock;
+use whatsapp_core::testing::{FakeClock, eventually};
 use whatsapp_core::{
     Backoff, Clock, EmailAddress, Error, Jitter, Notification, NotificationKind, Notifier,
     SystemClock, TenantId,
@@ -234,18 +234,8 @@ impl Running {
 }
 
 /// Polls `check` until it yields a value; fails after 30 s, naming what it waited for.
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn wait_for<T, Fut: Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> Fut) -> T {
+    eventually(what, Duration::from_secs(30), check).await
 }
 
 async fn get(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
@@ -254,7 +244,7 @@ async fn get(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
 
 /// Waits until the item has the status and returns it.
 async fn wait_status(store: &Arc<dyn OutboxStore>, id: i64, status: OutboxStatus) -> OutboxItem {
-    wait_for(&format!("item {id} to be {status}"), async || {
+    wait_for(&format!("item {id} to be {status}"), || async {
         let item = get(store, id).await;
         (item.status == status).then_some(item)
     })
@@ -271,7 +261,7 @@ async fn wait_failed(
 ) -> OutboxItem {
     wait_for(
         &format!("item {id} to fail {attempts} times, last with {error:?}"),
-        async || {
+        || async {
             let item = get(store, id).await;
             (item.status == OutboxStatus::Pending
                 && item.attempts >= attempts
@@ -718,7 +708,7 @@ async fn restarted_worker_delivers_what_was_pending(url: &str) {
 
 /// Waits until the item is no longer pending (delivered or dead) and returns it.
 async fn wait_settled(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
-    wait_for(&format!("item {id} to be delivered or dead"), async || {
+    wait_for(&format!("item {id} to be delivered or dead"), || async {
         let item = get(store, id).await;
         (item.status != OutboxStatus::Pending).then_some(item)
     })

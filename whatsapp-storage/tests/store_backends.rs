@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use whatsapp_core::MessageId;
 use whatsapp_core::testing::conformance;
 use whatsapp_core::types::truncate_micros;
 use whatsapp_core::{
@@ -17,9 +16,11 @@ use whatsapp_core::{
     SessionStatus, SessionStore, TenantId, Wid,
 };
 use whatsapp_storage::store::{
-    self, MessageQueue, NewOutboxItem, NewQueuedMessage, OutboxKind, OutboxStatus, OutboxStore,
-    PostgresSessionStore, QueueStatus, QueuedMessage, SqliteSessionStore,
+    self, NewOutboxItem, OutboxItem, OutboxStatus, OutboxStore, PostgresSessionStore,
+    SqliteSessionStore,
 };
+use whatsapp_storage::testing::conformance::message_queue::{self, StoreSessions};
+use whatsapp_storage::testing::conformance::outbox_store;
 
 // ---------------------------------------------------------------------------------------------
 // Shared cases, run against both backends.
@@ -222,370 +223,6 @@ async fn races_have_exactly_one_winner(stores: Vec<Arc<dyn SessionStore>>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outbox and message queue, shared cases (each test has a database of its own).
-
-fn mins(n: i64) -> chrono::TimeDelta {
-    chrono::TimeDelta::minutes(n)
-}
-
-fn email(to: &str) -> NewOutboxItem {
-    NewOutboxItem {
-        kind: OutboxKind::Email,
-        payload: serde_json::json!({ "to": to, "subject": "QR needed", "n": [1, 2.5, null] }),
-        dedupe_key: None,
-    }
-}
-
-async fn outbox_lifecycle(outbox: &dyn OutboxStore) {
-    let now = t0();
-    let first = outbox
-        .enqueue(&email("owner@example.com"), now)
-        .await
-        .unwrap();
-    assert_eq!(first.status, OutboxStatus::Pending);
-    assert_eq!(first.attempts, 0);
-    assert_eq!(first.next_attempt_at, truncate_micros(now));
-    assert_eq!(first.created_at, truncate_micros(now));
-    assert_eq!(first.payload, email("owner@example.com").payload);
-    assert_eq!(outbox.get(first.id).await.unwrap(), Some(first.clone()));
-
-    // The same dedupe key stores one item and returns the first one.
-    let mut hook = NewOutboxItem {
-        kind: OutboxKind::Webhook,
-        payload: serde_json::json!({ "url": "https://example.com/hook" }),
-        dedupe_key: Some("qr:alice:1".into()),
-    };
-    let a = outbox.enqueue(&hook, now).await.unwrap();
-    hook.payload = serde_json::json!({ "url": "https://example.com/other" });
-    let b = outbox.enqueue(&hook, now + mins(1)).await.unwrap();
-    assert_eq!(a, b);
-    assert_eq!(a.kind, OutboxKind::Webhook);
-
-    // Both are due; a claim takes them (oldest first), counts an attempt and hides them.
-    let claimed = outbox
-        .claim_due(now, 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        claimed.iter().map(|i| i.id).collect::<Vec<_>>(),
-        [first.id, a.id]
-    );
-    assert!(claimed.iter().all(|i| i.attempts == 1));
-    assert!(
-        outbox
-            .claim_due(now + mins(0), 10, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    // A failure with a retry time keeps it pending until then.
-    let failed = outbox
-        .mark_failed(first.id, "smtp 451 try later", Some(now + mins(5)))
-        .await
-        .unwrap();
-    assert_eq!(failed.status, OutboxStatus::Pending);
-    assert_eq!(failed.last_error.as_deref(), Some("smtp 451 try later"));
-    assert_eq!(failed.next_attempt_at, truncate_micros(now + mins(5)));
-    // The webhook's hold (60 s) ran out at +1 min: a worker died, it is claimed again.
-    let again = outbox
-        .claim_due(now + mins(2), 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        again.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
-        [(a.id, 2)]
-    );
-    // At +5 min both are due: the webhook (due since +3 min) first, and the limit holds.
-    let later = outbox
-        .claim_due(now + mins(5), 1, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        later.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
-        [(a.id, 3)]
-    );
-    let later = outbox
-        .claim_due(now + mins(5), 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        later.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
-        [(first.id, 2)]
-    );
-
-    let done = outbox
-        .mark_delivered(first.id, now + mins(6))
-        .await
-        .unwrap();
-    assert_eq!(done.status, OutboxStatus::Delivered);
-    assert_eq!(done.delivered_at, Some(truncate_micros(now + mins(6))));
-    assert_eq!(done.last_error, None);
-    let err = outbox
-        .mark_delivered(first.id, now + mins(7))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
-    assert!(err.to_string().contains("delivered"), "{err}");
-
-    // Giving up: dead, never claimed again.
-    let dead = outbox.mark_failed(a.id, "410 gone", None).await.unwrap();
-    assert_eq!(dead.status, OutboxStatus::Dead);
-    assert!(
-        outbox
-            .claim_due(now + mins(600), 10, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    let err = outbox.mark_failed(999_999, "x", None).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert_eq!(outbox.get(999_999).await.unwrap(), None);
-}
-
-/// Workers on `outboxes` (round-robin) drain 24 items concurrently: each item is claimed
-/// exactly once.
-async fn outbox_claims_never_overlap(outboxes: Vec<Arc<dyn OutboxStore>>) {
-    const ITEMS: usize = 24;
-    for i in 0..ITEMS {
-        outboxes[0]
-            .enqueue(&email(&format!("u{i}@example.com")), t0())
-            .await
-            .unwrap();
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(6));
-    let mut workers = Vec::new();
-    for w in 0..6 {
-        let outbox = outboxes[w % outboxes.len()].clone();
-        let barrier = barrier.clone();
-        workers.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let mut mine = Vec::new();
-            loop {
-                let batch = outbox
-                    .claim_due(t0(), 3, Duration::from_secs(600))
-                    .await
-                    .unwrap();
-                if batch.is_empty() {
-                    break mine;
-                }
-                mine.extend(batch.into_iter().map(|i| i.id));
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(before, all.len(), "an item was claimed twice");
-    assert_eq!(all.len(), ITEMS);
-}
-
-fn msg(
-    session: &SessionId,
-    key: Option<&str>,
-    body: &str,
-    not_before: DateTime<Utc>,
-) -> NewQueuedMessage {
-    NewQueuedMessage {
-        session_id: session.clone(),
-        idempotency_key: key.map(str::to_owned),
-        recipient: Wid::parse("34600000000@c.us").unwrap(),
-        body: body.to_owned(),
-        not_before,
-    }
-}
-
-async fn message_queue_lifecycle(sessions: &dyn SessionStore, queue: &dyn MessageQueue) {
-    let now = t0();
-    let (s1, s2) = (sid("q-one"), sid("q-two"));
-    let err = queue
-        .enqueue(&msg(&s1, None, "hi", now), now)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    for s in [&s1, &s2] {
-        sessions
-            .create(&SessionRecord::new(
-                s.clone(),
-                TenantId::new("t").unwrap(),
-                now,
-            ))
-            .await
-            .unwrap();
-    }
-
-    let m1 = queue
-        .enqueue(&msg(&s1, Some("k1"), "first", now), now)
-        .await
-        .unwrap();
-    assert!(m1.created);
-    assert_eq!(m1.message.status, QueueStatus::Queued);
-    assert_eq!(m1.message.body, "first");
-    let dup = queue
-        .enqueue(&msg(&s1, Some("k1"), "changed", now), now)
-        .await
-        .unwrap();
-    assert!(!dup.created);
-    assert_eq!(
-        dup.message, m1.message,
-        "a duplicate key returns the first message"
-    );
-    // The key is per session; no key never deduplicates.
-    assert!(
-        queue
-            .enqueue(&msg(&s2, Some("k1"), "other session", now), now)
-            .await
-            .unwrap()
-            .created
-    );
-    let m2 = queue
-        .enqueue(&msg(&s1, None, "second", now), now)
-        .await
-        .unwrap();
-    let m3 = queue
-        .enqueue(&msg(&s1, None, "second", now), now)
-        .await
-        .unwrap();
-    assert_ne!(m2.message.id, m3.message.id);
-    let future = queue
-        .enqueue(&msg(&s1, None, "later", now + mins(10)), now)
-        .await
-        .unwrap();
-
-    // Oldest due first; the future one waits.
-    let taken = queue.take_next(&s1, now).await.unwrap().unwrap();
-    assert_eq!(
-        (taken.id, taken.status, taken.attempts),
-        (m1.message.id, QueueStatus::Sending, 1)
-    );
-    let sent = queue
-        .mark_sent(
-            taken.id,
-            &MessageId("true_34600000000@c.us_3EB0ABC".into()),
-            now + mins(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent.status, QueueStatus::Sent);
-    assert_eq!(sent.sent_at, Some(truncate_micros(now + mins(1))));
-    assert_eq!(
-        sent.message_id.as_ref().unwrap().0,
-        "true_34600000000@c.us_3EB0ABC"
-    );
-    let err = queue
-        .mark_sent(taken.id, &MessageId("x".into()), now)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
-
-    let t2 = queue.take_next(&s1, now).await.unwrap().unwrap();
-    assert_eq!(t2.id, m2.message.id);
-    let retry = queue
-        .mark_failed(t2.id, "not connected", Some(now + mins(2)))
-        .await
-        .unwrap();
-    assert_eq!(
-        (retry.status, retry.not_before),
-        (QueueStatus::Queued, truncate_micros(now + mins(2)))
-    );
-    let t3 = queue.take_next(&s1, now).await.unwrap().unwrap();
-    assert_eq!(t3.id, m3.message.id);
-    assert_eq!(
-        queue.take_next(&s1, now).await.unwrap(),
-        None,
-        "m2 waits, m4 is in the future"
-    );
-
-    // The sender died with m3 in flight: the next owner requeues it.
-    assert_eq!(queue.requeue_sending(&s1).await.unwrap(), 1);
-    let t3 = queue.take_next(&s1, now + mins(2)).await.unwrap().unwrap();
-    assert_eq!(
-        (t3.id, t3.attempts),
-        (m2.message.id, 2),
-        "m2 is due again and older than m3"
-    );
-    let gave_up = queue
-        .mark_failed(t3.id, "invalid recipient", None)
-        .await
-        .unwrap();
-    assert_eq!(gave_up.status, QueueStatus::Failed);
-    assert_eq!(gave_up.error.as_deref(), Some("invalid recipient"));
-
-    let ids = |v: Vec<QueuedMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(
-        ids(queue.list(&s1, &[QueueStatus::Queued]).await.unwrap()),
-        [m3.message.id, future.message.id]
-    );
-    assert_eq!(queue.list(&s1, &[]).await.unwrap().len(), 4);
-    assert_eq!(
-        ids(queue
-            .list(&s1, &[QueueStatus::Sent, QueueStatus::Failed])
-            .await
-            .unwrap()),
-        [m1.message.id, m2.message.id]
-    );
-    let err = queue.mark_failed(424_242, "x", None).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-
-    // Deleting the session deletes its messages.
-    assert!(sessions.delete(&s1).await.unwrap());
-    assert!(queue.list(&s1, &[]).await.unwrap().is_empty());
-    assert_eq!(queue.get(m1.message.id).await.unwrap(), None);
-    assert_eq!(queue.list(&s2, &[]).await.unwrap().len(), 1);
-}
-
-/// Takers on `queues` (round-robin) drain one session's 16 messages concurrently: each is
-/// taken exactly once.
-async fn message_takes_never_overlap(
-    sessions: &dyn SessionStore,
-    queues: Vec<Arc<dyn MessageQueue>>,
-) {
-    const MESSAGES: usize = 16;
-    let s = sid("q-race");
-    sessions
-        .create(&SessionRecord::new(
-            s.clone(),
-            TenantId::new("t").unwrap(),
-            t0(),
-        ))
-        .await
-        .unwrap();
-    for i in 0..MESSAGES {
-        queues[0]
-            .enqueue(&msg(&s, None, &format!("m{i}"), t0()), t0())
-            .await
-            .unwrap();
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(6));
-    let mut takers = Vec::new();
-    for w in 0..6 {
-        let (queue, barrier, s) = (queues[w % queues.len()].clone(), barrier.clone(), s.clone());
-        takers.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let mut mine = Vec::new();
-            while let Some(m) = queue.take_next(&s, t0()).await.unwrap() {
-                mine.push(m.id);
-            }
-            mine
-        }));
-    }
-    let mut all = Vec::new();
-    for t in takers {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(before, all.len(), "a message was taken twice");
-    assert_eq!(all.len(), MESSAGES);
-}
-
-// ---------------------------------------------------------------------------------------------
 // SQLite
 
 mod sqlite {
@@ -653,22 +290,23 @@ mod sqlite {
     }
 
     #[tokio::test]
-    async fn outbox_and_message_queue() {
+    async fn outbox_and_message_queue_pass_their_suites() {
         let (_dir, path) = temp_db();
         let store = SqliteSessionStore::open(&path).await.unwrap();
-        outbox_lifecycle(&store.outbox()).await;
-        message_queue_lifecycle(&store, &store.message_queue()).await;
+        outbox_store::run_all(&store.outbox()).await;
+        message_queue::run_all(&store.message_queue(), &StoreSessions(&store)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_outbox_claims_and_message_takes_never_overlap() {
+        // Two independent stores on one file: two nodes (or processes) sharing it.
         let (_dir, path) = temp_db();
         let a = SqliteSessionStore::open(&path).await.unwrap();
         let b = SqliteSessionStore::open(&path).await.unwrap();
-        outbox_claims_never_overlap(vec![Arc::new(a.outbox()), Arc::new(b.outbox())]).await;
-        message_takes_never_overlap(
-            &a,
-            vec![Arc::new(a.message_queue()), Arc::new(b.message_queue())],
+        outbox_store::concurrent_claims_never_overlap(&[&a.outbox(), &b.outbox()]).await;
+        message_queue::concurrent_takes_never_overlap(
+            &[&a.message_queue(), &b.message_queue()],
+            &StoreSessions(&a),
         )
         .await;
     }
@@ -745,11 +383,15 @@ mod postgres {
     }
 
     #[tokio::test]
-    async fn outbox_and_message_queue() {
+    async fn outbox_and_message_queue_pass_their_suites() {
         with_database(|url| async move {
             let stores = store::open(&url).await.unwrap();
-            outbox_lifecycle(stores.outbox.as_ref()).await;
-            message_queue_lifecycle(stores.sessions.as_ref(), stores.messages.as_ref()).await;
+            outbox_store::run_all(stores.outbox.as_ref()).await;
+            message_queue::run_all(
+                stores.messages.as_ref(),
+                &StoreSessions(stores.sessions.as_ref()),
+            )
+            .await;
         })
         .await;
     }
@@ -757,12 +399,13 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_outbox_claims_and_message_takes_never_overlap() {
         with_database(|url| async move {
+            // Two pools: two nodes sharing one database, each with several connections.
             let a = PostgresSessionStore::connect(&url).await.unwrap();
             let b = PostgresSessionStore::connect(&url).await.unwrap();
-            outbox_claims_never_overlap(vec![Arc::new(a.outbox()), Arc::new(b.outbox())]).await;
-            message_takes_never_overlap(
-                &a,
-                vec![Arc::new(a.message_queue()), Arc::new(b.message_queue())],
+            outbox_store::concurrent_claims_never_overlap(&[&a.outbox(), &b.outbox()]).await;
+            message_queue::concurrent_takes_never_overlap(
+                &[&a.message_queue(), &b.message_queue()],
+                &StoreSessions(&a),
             )
             .await;
             a.close().await;
@@ -903,4 +546,94 @@ async fn throughput() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/store-throughput.txt");
     std::fs::write(&path, report).unwrap();
     println!("wrote {}", path.display());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A suite that cannot fail is a defect: the outbox suite against a broken outbox.
+
+/// SQLite's outbox, except that `list` returns the oldest items first.
+#[derive(Debug)]
+struct OldestFirstOutbox(store::SqliteOutbox);
+
+#[async_trait::async_trait]
+impl OutboxStore for OldestFirstOutbox {
+    async fn enqueue(
+        &self,
+        item: &NewOutboxItem,
+        now: DateTime<Utc>,
+    ) -> whatsapp_core::Result<OutboxItem> {
+        self.0.enqueue(item, now).await
+    }
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> whatsapp_core::Result<Vec<OutboxItem>> {
+        self.0.claim_due(now, limit, hold).await
+    }
+    async fn mark_delivered(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> whatsapp_core::Result<OutboxItem> {
+        self.0.mark_delivered(id, now).await
+    }
+    async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> whatsapp_core::Result<OutboxItem> {
+        self.0.mark_failed(id, error, retry_at).await
+    }
+    async fn get(&self, id: i64) -> whatsapp_core::Result<Option<OutboxItem>> {
+        self.0.get(id).await
+    }
+    async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: u32,
+        before_id: Option<i64>,
+    ) -> whatsapp_core::Result<Vec<OutboxItem>> {
+        let mut items = self.0.list(status, u32::MAX, before_id).await?;
+        items.reverse();
+        items.truncate(limit as usize);
+        Ok(items)
+    }
+    async fn requeue_dead(&self, id: i64, now: DateTime<Utc>) -> whatsapp_core::Result<OutboxItem> {
+        self.0.requeue_dead(id, now).await
+    }
+    async fn pending_stats(
+        &self,
+        now: DateTime<Utc>,
+    ) -> whatsapp_core::Result<(u64, Option<DateTime<Utc>>)> {
+        self.0.pending_stats(now).await
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_suite_names_the_broken_promise() {
+    use futures::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteSessionStore::open(dir.path().join("broken.db"))
+        .await
+        .unwrap();
+    let broken = OldestFirstOutbox(store.outbox());
+    let outcome = std::panic::AssertUnwindSafe(outbox_store::run_all(&broken))
+        .catch_unwind()
+        .await;
+    let payload = outcome.expect_err("an outbox listing oldest first must fail the suite");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("outbox_store::list_is_newest_first_filtered_and_paged"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("outbox_store::enqueue_stores_pending_and_dedupes"),
+        "{msg}"
+    );
 }

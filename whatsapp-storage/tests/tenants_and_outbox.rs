@@ -1,22 +1,15 @@
-//! Tenants, API keys, the number-check cache, outbox listing and requeueing, and queue
-//! depth, against real databases: SQLite in a temp file per test, Postgres in a fresh
+//! Tenants, API keys and the number-check cache against real databases: SQLite in a temp file per test, Postgres in a fresh
 //! database per test.
 //!
 //! The Postgres tests need `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`,
 //! a role that may `CREATE DATABASE`); without it they fail, saying so.
 
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use whatsapp_core::types::truncate_micros;
-use whatsapp_core::{
-    Error, MessageId, PhoneNumber, SessionId, SessionRecord, SessionStore, TenantId, Wid,
-};
-use whatsapp_storage::store::{
-    self, CachedNumber, MessageQueue, NewOutboxItem, NewQueuedMessage, NewTenant, NumberCache,
-    OutboxKind, OutboxStatus, OutboxStore, Stores, TenantStore,
-};
+use whatsapp_core::{Error, PhoneNumber, SessionId, SessionRecord, SessionStore, TenantId, Wid};
+use whatsapp_storage::store::{self, CachedNumber, NewTenant, NumberCache, Stores, TenantStore};
 
 // ---------------------------------------------------------------------------------------------
 // Shared cases, run against both backends.
@@ -411,200 +404,8 @@ async fn number_cache_lifecycle(sessions: &dyn SessionStore, numbers: &dyn Numbe
     );
 }
 
-fn email(n: u32) -> NewOutboxItem {
-    NewOutboxItem {
-        kind: OutboxKind::Email,
-        payload: serde_json::json!({ "to": format!("user{n}@example.com") }),
-        dedupe_key: None,
-    }
-}
-
-fn ids(items: &[whatsapp_storage::store::OutboxItem]) -> Vec<i64> {
-    items.iter().map(|i| i.id).collect()
-}
-
-async fn outbox_list_requeue_and_stats(outbox: &dyn OutboxStore) {
-    let now = t0();
-    assert_eq!(outbox.pending_stats(now).await.unwrap(), (0, None));
-    assert!(outbox.list(None, 10, None).await.unwrap().is_empty());
-
-    // Six items, created a minute apart: 0 and 3 delivered, 1 and 4 dead, 2 and 5 pending.
-    let mut items = Vec::new();
-    for n in 0..6 {
-        items.push(
-            outbox
-                .enqueue(&email(n), now + mins(i64::from(n)))
-                .await
-                .unwrap(),
-        );
-    }
-    let all: Vec<i64> = ids(&items);
-    let later = now + mins(10);
-    let claimed = outbox
-        .claim_due(later, 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(ids(&claimed), all);
-    for i in [0, 3] {
-        outbox.mark_delivered(all[i], later).await.unwrap();
-    }
-    for i in [1, 4] {
-        outbox
-            .mark_failed(all[i], &format!("smtp said no ({i})"), None)
-            .await
-            .unwrap();
-    }
-    for i in [2, 5] {
-        outbox
-            .mark_failed(all[i], "timeout", Some(later + mins(1)))
-            .await
-            .unwrap();
-    }
-
-    // Newest first; filtered by status; limited.
-    let newest_first: Vec<i64> = all.iter().rev().copied().collect();
-    assert_eq!(
-        ids(&outbox.list(None, 100, None).await.unwrap()),
-        newest_first
-    );
-    let dead = outbox
-        .list(Some(OutboxStatus::Dead), 100, None)
-        .await
-        .unwrap();
-    assert_eq!(ids(&dead), [all[4], all[1]]);
-    assert!(dead.iter().all(|i| i.status == OutboxStatus::Dead));
-    assert_eq!(
-        ids(&outbox
-            .list(Some(OutboxStatus::Delivered), 1, None)
-            .await
-            .unwrap()),
-        [all[3]]
-    );
-    assert!(outbox.list(None, 0, None).await.unwrap().is_empty());
-
-    // Paging with before_id walks every item exactly once.
-    let mut paged = Vec::new();
-    let mut before = None;
-    loop {
-        let page = outbox.list(None, 4, before).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        assert!(page.len() <= 4);
-        before = page.last().map(|i| i.id);
-        paged.extend(ids(&page));
-    }
-    assert_eq!(paged, newest_first);
-    assert_eq!(
-        ids(&outbox
-            .list(Some(OutboxStatus::Pending), 10, Some(all[5]))
-            .await
-            .unwrap()),
-        [all[2]]
-    );
-
-    // Pending: items 2 and 5; the oldest was created at now + 2 min.
-    assert_eq!(
-        outbox.pending_stats(later).await.unwrap(),
-        (2, Some(truncate_micros(now + mins(2))))
-    );
-    // Never later than `now` (a caller whose clock is behind the writer's).
-    assert_eq!(
-        outbox.pending_stats(now).await.unwrap(),
-        (2, Some(truncate_micros(now)))
-    );
-
-    // requeue_dead: back to pending, due now, attempts reset, last error kept.
-    let requeue_at = later + mins(30) + TimeDelta::nanoseconds(1_999);
-    let back = outbox.requeue_dead(all[1], requeue_at).await.unwrap();
-    assert_eq!(back.status, OutboxStatus::Pending);
-    assert_eq!(back.attempts, 0);
-    assert_eq!(back.next_attempt_at, truncate_micros(requeue_at));
-    assert_eq!(back.last_error.as_deref(), Some("smtp said no (1)"));
-    assert_eq!(back.created_at, items[1].created_at);
-    assert_eq!(back.payload, items[1].payload);
-    assert_eq!(outbox.get(all[1]).await.unwrap(), Some(back.clone()));
-    assert_eq!(
-        outbox.pending_stats(requeue_at).await.unwrap(),
-        (3, Some(truncate_micros(now + mins(1))))
-    );
-    // It is due again: claimed with the other due items.
-    let claimed = outbox
-        .claim_due(requeue_at, 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(ids(&claimed), [all[1], all[2], all[5]]);
-    assert_eq!(claimed[0].attempts, 1);
-
-    // Only dead items can be requeued; the error names the actual status.
-    assert_conflict(
-        outbox.requeue_dead(all[1], requeue_at).await.unwrap_err(),
-        "pending",
-    );
-    assert_conflict(
-        outbox.requeue_dead(all[0], requeue_at).await.unwrap_err(),
-        "delivered",
-    );
-    assert_not_found(
-        outbox
-            .requeue_dead(all[5] + 1000, requeue_at)
-            .await
-            .unwrap_err(),
-        "outbox item",
-    );
-    assert_eq!(
-        outbox
-            .list(Some(OutboxStatus::Dead), 10, None)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "the failed requeues changed nothing"
-    );
-}
-
-fn msg(session: &str, n: u32) -> NewQueuedMessage {
-    NewQueuedMessage {
-        session_id: sid(session),
-        idempotency_key: Some(format!("k{n}")),
-        recipient: Wid::parse("34600000000@c.us").unwrap(),
-        body: format!("message {n}"),
-        not_before: t0(),
-    }
-}
-
-async fn queue_depth(sessions: &dyn SessionStore, queue: &dyn MessageQueue) {
-    create_session(sessions, "qa").await;
-    create_session(sessions, "qb").await;
-    assert_eq!(queue.depth().await.unwrap(), 0);
-    queue.enqueue(&msg("qa", 1), t0()).await.unwrap();
-    queue.enqueue(&msg("qa", 2), t0()).await.unwrap();
-    queue.enqueue(&msg("qb", 3), t0()).await.unwrap();
-    // A duplicate idempotency key adds nothing.
-    queue.enqueue(&msg("qb", 3), t0()).await.unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 3);
-
-    let taken = queue.take_next(&sid("qa"), t0()).await.unwrap().unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 3, "sending still counts");
-    queue
-        .mark_sent(taken.id, &MessageId("wamid-1".into()), t0())
-        .await
-        .unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 2);
-    let taken = queue.take_next(&sid("qb"), t0()).await.unwrap().unwrap();
-    queue.mark_failed(taken.id, "blocked", None).await.unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 1);
-    let taken = queue.take_next(&sid("qa"), t0()).await.unwrap().unwrap();
-    queue
-        .mark_failed(taken.id, "later", Some(t0() + mins(5)))
-        .await
-        .unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 1, "queued for a retry counts");
-    assert!(sessions.delete(&sid("qa")).await.unwrap());
-    assert_eq!(queue.depth().await.unwrap(), 0);
-}
-
-/// Every case, each on a fresh database opened with `url` through [`store::open`].
+/// Every case, each on a fresh database opened with `url` through [`store::open`]. (The
+/// outbox and the message queue have their conformance suites, run in `store_backends.rs`.)
 async fn run_case(stores: &Stores, case: &str) {
     match case {
         "tenants" => tenants_lifecycle(stores.tenants.as_ref()).await,
@@ -612,8 +413,6 @@ async fn run_case(stores: &Stores, case: &str) {
         "numbers" => {
             number_cache_lifecycle(stores.sessions.as_ref(), stores.numbers.as_ref()).await
         }
-        "outbox" => outbox_list_requeue_and_stats(stores.outbox.as_ref()).await,
-        "depth" => queue_depth(stores.sessions.as_ref(), stores.messages.as_ref()).await,
         other => panic!("unknown case {other}"),
     }
 }
@@ -644,16 +443,6 @@ mod sqlite {
     #[tokio::test]
     async fn number_cache() {
         with_sqlite("numbers").await;
-    }
-
-    #[tokio::test]
-    async fn outbox_list_requeue_and_stats() {
-        with_sqlite("outbox").await;
-    }
-
-    #[tokio::test]
-    async fn message_queue_depth() {
-        with_sqlite("depth").await;
     }
 
     #[tokio::test]
@@ -740,16 +529,6 @@ mod postgres {
     #[tokio::test]
     async fn number_cache() {
         with_postgres("numbers").await;
-    }
-
-    #[tokio::test]
-    async fn outbox_list_requeue_and_stats() {
-        with_postgres("outbox").await;
-    }
-
-    #[tokio::test]
-    async fn message_queue_depth() {
-        with_postgres("depth").await;
     }
 
     #[tokio::test]

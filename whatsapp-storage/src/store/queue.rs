@@ -131,9 +131,10 @@ pub struct OutboxItem {
 ///
 /// - `enqueue` stores a pending item due at `now`; with a `dedupe_key` already stored it
 ///   stores nothing and returns the existing item.
-/// - `claim_due` takes up to `limit` pending items due at `now`, oldest due first, counts an
-///   attempt on each and hides them until `now + hold`: a worker that dies mid-delivery leaves
-///   them to be claimed again then. Concurrent claims never return the same item.
+/// - `claim_due` takes up to `limit` pending items due at `now`, oldest due first (returned
+///   in id order), counts an attempt on each and hides them until `now + hold`: a worker that
+///   dies mid-delivery leaves them to be claimed again then. Concurrent claims never return
+///   the same item.
 /// - `mark_delivered` / `mark_failed` apply to pending items only (otherwise
 ///   [`Error::Conflict`]; a missing id is [`Error::NotFound`]). `mark_failed` with a
 ///   `retry_at` keeps the item pending until then; without one the item is dead.
@@ -145,6 +146,10 @@ pub struct OutboxItem {
 ///   is [`Error::NotFound`].
 /// - `pending_stats` counts the pending items (claimed ones included) and gives the
 ///   `created_at` of the oldest, never later than `now`.
+/// - Times read back truncated to microseconds; ids increase.
+///
+/// The suite `whatsapp_storage::testing::conformance::outbox_store` (feature `testing`)
+/// checks each promise.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Stores an item due at `now` (or returns the one with the same dedupe key).
@@ -249,8 +254,8 @@ pub struct Enqueued {
 /// # Contract
 ///
 /// - `enqueue` stores a queued message; an idempotency key already used for the same session
-///   stores nothing and returns the earlier message with `created == false`. A missing
-///   session is [`Error::NotFound`].
+///   stores nothing and returns the earlier message with `created == false`. Ids increase;
+///   times read back truncated to microseconds.
 /// - `take_next` takes the session's oldest queued message due at `now` (lowest id), marks it
 ///   `sending` and counts an attempt. Concurrent callers never take the same message.
 /// - `mark_sent` / `mark_failed` apply to `sending` messages only (otherwise
@@ -258,8 +263,17 @@ pub struct Enqueued {
 ///   `retry_at` queues the message again for then; without one it has failed for good.
 /// - `requeue_sending` puts a session's `sending` messages back to `queued` — for the node
 ///   that takes over a session whose previous owner died mid-send (at-least-once).
+/// - `list` gives a session's messages by id, all of them or those in the given statuses;
+///   `get` of a missing id is `None`.
 /// - `depth` counts the `queued` and `sending` messages of all sessions.
-/// - Deleting a session deletes its messages.
+/// - Deleting a session deletes its messages and frees their idempotency keys.
+/// - A queue stored with the sessions (the database queues) knows them: `enqueue` for a
+///   missing session is [`Error::NotFound`], and deleting the session record deletes its
+///   messages. A queue kept apart from the sessions (Redis, in memory) leaves the check to
+///   its caller and deletes a session's messages with its own `delete_session`.
+///
+/// The suite `whatsapp_storage::testing::conformance::message_queue` (feature `testing`)
+/// checks each promise.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + Debug + 'static {
     /// Queues a message (idempotent per session and key).

@@ -28,11 +28,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::FutureExt;
 
 pub mod backup_sink;
+pub mod browser_driver;
+pub mod notifier;
 pub mod session_store;
 
 /// A token unique to this process and call: wall-clock nanoseconds, process id and a
-/// counter, in base 36 (lower case, so it fits session ids and keys).
-pub(crate) fn unique_token() -> String {
+/// counter, in base 36 (lower case, so it fits session ids and keys). Suites in other
+/// crates use it for their ids and key prefixes too.
+pub fn unique_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,14 +74,27 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Collects the failures of a suite's cases.
-pub(crate) struct Runner {
+/// Collects the failures of a suite's cases: what every `run_all` is built on, here and in
+/// the suites of other crates (`whatsapp_storage::testing::conformance`, …).
+///
+/// ```
+/// # async fn demo() {
+/// use whatsapp_core::testing::conformance::Runner;
+///
+/// let mut r = Runner::new("my_trait");
+/// r.case("holds_a_promise", async { assert_eq!(1 + 1, 2) }).await;
+/// r.finish(); // panics naming `my_trait::holds_a_promise` if it failed
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Runner {
     suite: &'static str,
     failures: Vec<String>,
 }
 
 impl Runner {
-    pub(crate) fn new(suite: &'static str) -> Self {
+    /// A runner for the suite named `suite` (the prefix of every failure it reports).
+    pub fn new(suite: &'static str) -> Self {
         Runner {
             suite,
             failures: Vec::new(),
@@ -86,7 +102,7 @@ impl Runner {
     }
 
     /// Runs one case, recording its panic instead of unwinding.
-    pub(crate) async fn case(&mut self, name: &'static str, case: impl Future<Output = ()>) {
+    pub async fn case(&mut self, name: &'static str, case: impl Future<Output = ()>) {
         if let Err(payload) = AssertUnwindSafe(case).catch_unwind().await {
             self.failures.push(format!(
                 "{}::{name}: {}",
@@ -97,7 +113,7 @@ impl Runner {
     }
 
     /// Panics listing every failed case, if any.
-    pub(crate) fn finish(self) {
+    pub fn finish(self) {
         if !self.failures.is_empty() {
             panic!(
                 "{} conformance: {} case(s) failed:\n  - {}",

@@ -1,14 +1,23 @@
 //! The suites against the in-memory implementations, and the suites against broken ones
 //! (a suite that cannot fail is a defect).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 
-use super::{backup_sink, session_store, unique_token};
+use super::{backup_sink, browser_driver, notifier, session_store, unique_token};
 use crate::backup::{BackupKey, BackupSink, ByteStream, ObjectMeta, SinkCapabilities};
+use crate::driver::{BrowserDriver, BrowserSession, DriverEvent, LaunchSpec};
 use crate::error::Result;
-use crate::testing::{FakeClock, InMemorySessionStore, MemoryBackupSink};
+use crate::notify::{Notification, Notifier};
+use crate::testing::{
+    FakeBrowser, FakeClock, InMemorySessionStore, MemoryBackupSink, RecordingNotifier,
+};
+use crate::types::{
+    AccountInfo, ConnectionState, MessageId, PhoneNumber, QrPayload, SessionId, Wid,
+};
 
 #[tokio::test]
 async fn in_memory_store_passes_the_suite() {
@@ -215,6 +224,190 @@ async fn the_store_suite_names_the_broken_promises() {
     }
     assert!(
         !msg.contains("session_store::lease_claim_renew_expire_release"),
+        "{msg}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifier
+
+/// The receiving end of a [`RecordingNotifier`]: what it recorded; it can fail transiently.
+#[derive(Debug, Clone, Default)]
+struct RecordingEnd(RecordingNotifier);
+
+#[async_trait]
+impl notifier::NotifierEnd for RecordingEnd {
+    async fn accepted(&self) -> Vec<notifier::Received> {
+        self.0.sent().iter().map(notifier::Received::of).collect()
+    }
+
+    async fn inject(&self, fault: notifier::Fault) -> bool {
+        match fault {
+            notifier::Fault::Unavailable => {
+                self.0.fail_next(1);
+                true
+            }
+            // The recorder only fails transiently, and never hangs.
+            notifier::Fault::Refused | notifier::Fault::Hang => false,
+        }
+    }
+
+    fn time_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+}
+
+#[tokio::test]
+async fn recording_notifier_passes_the_suite() {
+    let end = RecordingEnd::default();
+    notifier::run_all(&end.0, &end).await;
+    assert!(!end.0.sent().is_empty());
+}
+
+/// A notifier that "helpfully" swallows a notification it already delivered.
+#[derive(Debug, Default)]
+struct DedupingNotifier {
+    inner: RecordingNotifier,
+    seen: std::sync::Mutex<Vec<Notification>>,
+}
+
+#[async_trait]
+impl Notifier for DedupingNotifier {
+    async fn notify(&self, n: &Notification) -> Result<()> {
+        if self.seen.lock().unwrap().contains(n) {
+            return Ok(());
+        }
+        self.inner.notify(n).await?;
+        self.seen.lock().unwrap().push(n.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_notifier_suite_names_the_broken_promise() {
+    let broken = DedupingNotifier::default();
+    let end = RecordingEnd(broken.inner.clone());
+    let outcome = AssertUnwindSafe(notifier::run_all(&broken, &end))
+        .catch_unwind()
+        .await;
+    let msg = super::panic_message(outcome.expect_err("a de-duplicating notifier must fail"));
+    assert!(
+        msg.contains("notifier::no_deduplication_in_the_notifier"),
+        "{msg}"
+    );
+    assert!(msg.contains("1 case(s) failed"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// BrowserDriver
+
+#[tokio::test]
+async fn fake_browser_passes_the_driver_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBrowser::new(7);
+    let world = browser_driver::FakeWorld::new(fake.clone(), dir.path());
+    browser_driver::run_all(&fake, &world).await;
+    assert_eq!(fake.live_count(), 0, "the cases close what they launch");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fake_browser_passes_the_driver_suite_under_paused_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBrowser::new(8);
+    browser_driver::run_all(
+        &fake,
+        &browser_driver::FakeWorld::new(fake.clone(), dir.path()),
+    )
+    .await;
+}
+
+/// A driver whose sessions report a stale state: `state()` always answers `OPENING`.
+#[derive(Debug, Clone)]
+struct StaleStateDriver(FakeBrowser);
+
+#[derive(Debug)]
+struct StaleStateSession(Arc<dyn BrowserSession>);
+
+#[async_trait]
+impl BrowserDriver for StaleStateDriver {
+    async fn launch(&self, spec: LaunchSpec) -> Result<Arc<dyn BrowserSession>> {
+        Ok(Arc::new(StaleStateSession(self.0.launch(spec).await?)))
+    }
+}
+
+#[async_trait]
+impl BrowserSession for StaleStateSession {
+    fn session_id(&self) -> &SessionId {
+        self.0.session_id()
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DriverEvent> {
+        self.0.subscribe()
+    }
+    async fn state(&self) -> Result<ConnectionState> {
+        // Still answers errors (closed, crashed), but never moves on from OPENING.
+        self.0.state().await.map(|_| ConnectionState::Opening)
+    }
+    async fn qr(&self) -> Result<Option<QrPayload>> {
+        self.0.qr().await
+    }
+    async fn request_pairing_code(&self, phone: &PhoneNumber) -> Result<String> {
+        self.0.request_pairing_code(phone).await
+    }
+    async fn send_presence_available(&self) -> Result<()> {
+        self.0.send_presence_available().await
+    }
+    async fn send_text(&self, to: &Wid, body: &str) -> Result<MessageId> {
+        self.0.send_text(to, body).await
+    }
+    async fn number_exists(&self, phone: &PhoneNumber) -> Result<Option<Wid>> {
+        self.0.number_exists(phone).await
+    }
+    async fn reconnect(&self) -> Result<()> {
+        self.0.reconnect().await
+    }
+    async fn takeover(&self) -> Result<()> {
+        self.0.takeover().await
+    }
+    async fn logout(&self) -> Result<()> {
+        self.0.logout().await
+    }
+    async fn simulate_activity(&self) -> Result<()> {
+        self.0.simulate_activity().await
+    }
+    async fn account_info(&self) -> Result<Option<AccountInfo>> {
+        self.0.account_info().await
+    }
+    async fn close(&self) -> Result<()> {
+        self.0.close().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_driver_suite_names_the_broken_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBrowser::new(9);
+    let broken = StaleStateDriver(fake.clone());
+    let world = browser_driver::FakeWorld::new(fake, dir.path());
+    let outcome = AssertUnwindSafe(browser_driver::run_all(&broken, &world))
+        .catch_unwind()
+        .await;
+    let msg =
+        super::panic_message(outcome.expect_err("a driver reporting a stale state must fail"));
+    assert!(
+        msg.contains("browser_driver::events_follow_a_scan_without_polling"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("browser_driver::launch_creates_the_profile_and_shows_a_qr"),
+        "{msg}"
+    );
+    // Cases that never read the state pass.
+    assert!(
+        !msg.contains("browser_driver::number_exists_answers_yes_and_no"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("browser_driver::incoming_texts_are_events"),
         "{msg}"
     );
 }
