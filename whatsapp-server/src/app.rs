@@ -32,10 +32,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whatsapp_chromium::ChromiumDriver;
-use whatsapp_core::{BrowserDriver, Clock, Error, Result, SessionStore, SystemClock, TenantId};
+use whatsapp_core::{BrowserDriver, Clock, Error, Result, SystemClock, TenantId};
 use whatsapp_keepalive::{EngineDeps, EngineEvent};
 use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3BackupSink};
-use whatsapp_storage::store::{MessageQueue, NumberCache, OutboxStore, TenantStore};
 
 use crate::auth::Auth;
 use crate::backup::ManagedBackup;
@@ -48,50 +47,7 @@ use crate::realtime::RealtimeHub;
 use crate::sessions::SessionService;
 use crate::tenants::StoreWebhookDirectory;
 
-/// Everything the HTTP handlers, the jobs and the forwarders share. Built once by
-/// [`App::start`]; handlers get it as `State<AppState>`.
-pub type AppState = Arc<Services>;
-
-/// The wired services of one running server.
-#[derive(Debug)]
-pub struct Services {
-    /// The checked configuration.
-    pub config: CheckedServerConfig,
-    /// Session records.
-    pub sessions: Arc<dyn SessionStore>,
-    /// Tenants, their API keys and webhook endpoints.
-    pub tenants: Arc<dyn TenantStore>,
-    /// The phone-number check cache.
-    pub numbers: Arc<dyn NumberCache>,
-    /// The outbox's store (listing, requeueing dead letters).
-    pub outbox_store: Arc<dyn OutboxStore>,
-    /// Durable e-mails and webhooks.
-    pub outbox: Outbox,
-    /// The message queue behind the workers (Redis or the database).
-    pub queue: Arc<dyn MessageQueue>,
-    /// The session lifecycle: the keepalive engine (one task and one browser per running
-    /// session) paired with the message workers, and the profiles' location.
-    pub lifecycle: SessionService,
-    /// Backups of session profiles.
-    pub backups: Arc<BackupManager>,
-    /// The Socket.IO hub.
-    pub realtime: RealtimeHub,
-    /// Who is calling.
-    pub auth: Auth,
-    /// The wall clock.
-    pub clock: Arc<dyn Clock>,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// Whether the start-up restore has been handed to the engine (`/readyz`).
-    pub restored: AtomicBool,
-    /// The Redis connection, when `REDIS_URL` is set.
-    pub redis: Option<crate::deps::RedisHandle>,
-    /// The health of the database, Redis and the backup store ([`crate::deps`]).
-    pub deps: crate::deps::Dependencies,
-    /// The database's write probe (`/readyz`, and the lifecycle routes whose status writes
-    /// happen in the engine).
-    pub database: Arc<dyn whatsapp_storage::store::WriteProbe>,
-}
+pub use crate::state::{AppState, Services};
 
 /// A new session instance id (see [`crate::sessions::new_instance_id`]).
 pub use crate::sessions::new_instance_id;
@@ -391,21 +347,11 @@ async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
         .map_err(|e| Error::invalid("REDIS_URL", format!("{redacted}: {e}")))?;
     tokio::time::timeout(
         Duration::from_secs(10),
-        redis::aio::ConnectionManager::new_with_config(client, redis_config()),
+        redis::aio::ConnectionManager::new_with_config(client, crate::messaging::redis_config()),
     )
     .await
     .map_err(|_| Error::unavailable("redis", format!("no answer from {redacted} within 10s")))?
     .map_err(|e| Error::unavailable("redis", format!("{redacted}: {e}")))
-}
-
-/// Time-outs on every command and connection attempt: without them a connection to a
-/// Redis that restarted can wait forever, and the manager never notices it must reconnect.
-pub(crate) fn redis_config() -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Duration::from_secs(5))
-        .set_connection_timeout(Duration::from_secs(3))
-        .set_number_of_retries(4)
-        .set_max_delay(2_000)
 }
 
 /// Turns engine events into webhook events for the session's tenant (only tenants with a

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whatsapp_core::{Notification, NotificationKind, Notifier, SessionId};
 
-use crate::app::Services;
+use crate::state::Services;
 
 /// How often each dependency is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);

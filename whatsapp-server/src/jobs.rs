@@ -11,7 +11,7 @@
 //!
 //! Times are cron patterns ([`croner`]) in the configured time zone
 //! ([`CheckedServerConfig::time_zone`](crate::config::CheckedServerConfig)), read from the
-//! injected [`Clock`](whatsapp_core::Clock). Each loop sleeps with `tokio::time` towards the
+//! injected [`Clock`]. Each loop sleeps with `tokio::time` towards the
 //! next occurrence, at most [`MAX_NAP`] at a time, and looks at the clock again on waking:
 //! the next occurrence is recomputed after every run and whenever the clock stepped back,
 //! so daylight-saving changes and clock jumps are handled (a jump forward runs the job
@@ -35,7 +35,7 @@ use whatsapp_core::{
     Clock, Error, Notification, NotificationKind, Result, SessionFilter, SessionId, SessionStatus,
 };
 
-use crate::app::{AppState, Services};
+use crate::state::{AppState, Services};
 
 /// The default of `RENEWAL_REMINDER_DAYS`: reminders go out for sessions expiring within
 /// this many days (the setting is `config.renewal_reminder_days`).

@@ -29,6 +29,7 @@
 //! - [`serve`]: the HTTP listener: connection limit and time-outs.
 //! - [`sessions`]: the session lifecycle (create, start, stop, restart, log out, delete,
 //!   restore), pairing the engine with the message workers; owns the profiles' location.
+//! - [`state`]: [`state::Services`], the handles every handler, job and forwarder shares.
 //! - [`tenants`]: tenants' webhook endpoints.
 
 pub mod api;
@@ -49,4 +50,5 @@ pub mod qr;
 pub mod realtime;
 pub mod serve;
 pub mod sessions;
+pub mod state;
 pub mod tenants;

@@ -66,7 +66,7 @@ use whatsapp_keepalive::EngineEvent;
 
 use crate::events::{self, Event, SessionEvent};
 
-use crate::app::Services;
+use crate::state::Services;
 
 /// The content type of what [`Metrics::render`] returns (OpenMetrics text 1.0.0).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -15,8 +15,8 @@ use whatsapp_storage::store::{ApiKeyRecord, NewTenant, OutboxItem, OutboxStatus,
 
 use super::sessions::SessionView;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json, require_admin};
-use crate::app::AppState;
 use crate::auth::{Caller, generate_key, key_hash, key_id};
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

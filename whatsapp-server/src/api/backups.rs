@@ -13,9 +13,9 @@ use whatsapp_core::{Notification, NotificationKind, SessionStatus};
 use whatsapp_storage::backup::{BackupOwner, BackupRecord};
 
 use super::{ApiError, ApiPath, load_session, optional_json};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::sessions::RestoreError;
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

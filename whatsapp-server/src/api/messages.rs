@@ -13,8 +13,8 @@ use whatsapp_core::{ConnectionState, PhoneNumber, Wid};
 use whatsapp_storage::store::{CachedNumber, QueuedMessage};
 
 use super::{ApiError, ApiJson, ApiPath, load_session};
-use crate::app::AppState;
 use crate::auth::Caller;
+use crate::state::AppState;
 
 /// How long a phone-number check is reused (the 03:00 job deletes older ones).
 pub const NUMBER_CACHE_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);

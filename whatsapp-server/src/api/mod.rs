@@ -49,8 +49,8 @@ use whatsapp_core::{SessionFilter, SessionId, SessionRecord, TenantId};
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, optional_json};
 pub use openapi::ApiDoc;
 
-use crate::app::{AppState, Services};
 use crate::auth::Caller;
+use crate::state::{AppState, Services};
 
 /// The largest request body accepted, except on the routes that carry a message's text
 /// ([`MAX_TEXT_BODY_BYTES`]).

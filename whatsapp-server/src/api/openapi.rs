@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{admin, backups, error, messages, sessions};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The API's OpenAPI description.
 #[derive(OpenApi)]

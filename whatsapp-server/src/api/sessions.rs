@@ -14,8 +14,8 @@ use whatsapp_core::{
 };
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, load_session};
-use crate::app::{AppState, Services};
 use crate::auth::Caller;
+use crate::state::{AppState, Services};
 
 /// The tenant of sessions the admin creates without naming one.
 pub const DEFAULT_TENANT: &str = "default";

@@ -55,3 +55,14 @@ pub(crate) fn redis_error(e: redis::RedisError) -> Error {
         );
     Error::backend("redis", transient, e)
 }
+
+/// The Redis connection manager's settings: time-outs on every command and connection
+/// attempt. Without them a connection to a Redis that restarted can wait forever, and the
+/// manager never notices it must reconnect.
+pub fn redis_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(std::time::Duration::from_secs(5))
+        .set_connection_timeout(std::time::Duration::from_secs(3))
+        .set_number_of_retries(4)
+        .set_max_delay(2_000)
+}

@@ -235,7 +235,7 @@ impl RedisMessageQueue {
     /// Connects to `url` (`redis://127.0.0.1:6379`) with a reconnecting connection manager.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self> {
         let client = redis::Client::open(url).map_err(redis_error)?;
-        let conn = ConnectionManager::new_with_config(client, crate::app::redis_config())
+        let conn = ConnectionManager::new_with_config(client, super::redis_config())
             .await
             .map_err(redis_error)?;
         Ok(Self::new(conn, prefix))

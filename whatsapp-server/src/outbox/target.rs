@@ -7,7 +7,7 @@
 //!
 //! - a URL naming an IP address is checked before the request (reqwest never asks the
 //!   resolver about those);
-//! - a URL naming a host is resolved by [`GuardedResolver`], reqwest's resolver for webhooks,
+//! - a URL naming a host is resolved by `GuardedResolver`, reqwest's resolver for webhooks,
 //!   which drops every internal address and refuses the host when none is left. The
 //!   connection is made to an address that was checked, so a name that resolves to a public
 //!   address once and to `127.0.0.1` the next time (DNS rebinding) gains nothing;
