@@ -23,6 +23,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 log "README's first command, twice (the second run must restore the session without a QR)"
 demo_dir="$(mktemp -d)"
 for run in 1 2; do

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 /// The name of the CDP binding (`window.__wkaBridge(json)`).
-pub const BINDING: &str = "__wkaBridge";
+pub(crate) const BINDING: &str = "__wkaBridge";
 
 /// Helpers shared by the bridge and every operation.
 ///
@@ -46,7 +46,7 @@ const qrPayload = async () => {
 ///   subscribing, so no change can fall between the two;
 /// - `state {state}`, `ready`, `qr {payload}`, `logout`, `ack {id, ack}`,
 ///   `msg {id, from, body, t}`: the model events.
-pub fn bridge_script(ready_timeout: Duration) -> String {
+pub(crate) fn bridge_script(ready_timeout: Duration) -> String {
     let ready_ms = ready_timeout.as_millis();
     format!(
         r#"(() => {{
@@ -121,7 +121,7 @@ pub fn bridge_script(ready_timeout: Duration) -> String {
 /// `WAWebSocketModel`), waiting for at most `wait`: a call made while the page reloads (after
 /// a logout, say) lands in the new document and must not mistake "not loaded yet" for "module
 /// renamed".
-pub fn operation(body: &str, wait: Duration) -> String {
+pub(crate) fn operation(body: &str, wait: Duration) -> String {
     let wait_ms = wait.as_millis();
     format!(
         r#"(async () => {{
@@ -147,31 +147,32 @@ pub fn operation(body: &str, wait: Duration) -> String {
 }
 
 /// A JSON string literal (safe to splice into a script).
-pub fn lit(s: &str) -> String {
+pub(crate) fn lit(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// `Socket.state`.
-pub const STATE: &str = "return need('WAWebSocketModel').Socket.state;";
+pub(crate) const STATE: &str = "return need('WAWebSocketModel').Socket.state;";
 
 /// The QR payload if the state is `UNPAIRED`, else `null`.
-pub const QR: &str = "if (need('WAWebSocketModel').Socket.state !== 'UNPAIRED') return null; return await qrPayload();";
+pub(crate) const QR: &str = "if (need('WAWebSocketModel').Socket.state !== 'UNPAIRED') return null; return await qrPayload();";
 
 /// `sendPresenceAvailable()`.
-pub const PRESENCE: &str =
+pub(crate) const PRESENCE: &str =
     "await need('WAWebPresenceChatAction').sendPresenceAvailable(); return null;";
 
 /// `Socket.reconnect()`.
-pub const RECONNECT: &str = "await need('WAWebSocketModel').Socket.reconnect(); return null;";
+pub(crate) const RECONNECT: &str =
+    "await need('WAWebSocketModel').Socket.reconnect(); return null;";
 
 /// `Socket.takeover()`.
-pub const TAKEOVER: &str = "await need('WAWebSocketModel').Socket.takeover(); return null;";
+pub(crate) const TAKEOVER: &str = "await need('WAWebSocketModel').Socket.takeover(); return null;";
 
 /// `Socket.logout()`.
-pub const LOGOUT: &str = "await need('WAWebSocketModel').Socket.logout(); return null;";
+pub(crate) const LOGOUT: &str = "await need('WAWebSocketModel').Socket.logout(); return null;";
 
 /// Own WID, push name and platform, or `null` when not logged in.
-pub const ACCOUNT_INFO: &str = r#"
+pub(crate) const ACCOUNT_INFO: &str = r#"
 const meUser = need('WAWebUserPrefsMeUser');
 const me = meUser.getMaybeMePnUser() || (typeof meUser.getMaybeMeLidUser === 'function' ? meUser.getMaybeMeLidUser() : null);
 if (!me) return null;
@@ -180,13 +181,13 @@ return { wid: me._serialized || String(me), pushname: conn.pushname ?? null, pla
 "#;
 
 /// A screen wake lock, requested without waiting (headless Chromium may refuse it).
-pub const WAKE_LOCK: &str = r#"
+pub(crate) const WAKE_LOCK: &str = r#"
 try { if (navigator.wakeLock && navigator.wakeLock.request) navigator.wakeLock.request('screen').catch(() => {}); } catch (e) {}
 return null;
 "#;
 
 /// `queryWidExists(createWid('<digits>@c.us'))`: the WID or `null`.
-pub fn number_exists(digits: &str) -> String {
+pub(crate) fn number_exists(digits: &str) -> String {
     format!(
         r#"const wid = need('WAWebWidFactory').createWid({to});
 const res = await need('WAWebQueryExistsJob').queryWidExists(wid);
@@ -198,7 +199,7 @@ return res.wid._serialized || String(res.wid);"#,
 
 /// The five steps of sending a text (spec, "Sending a text"); answers the message id once
 /// WhatsApp Web accepted it into the chat.
-pub fn send_text(to: &str, body: &str) -> String {
+pub(crate) fn send_text(to: &str, body: &str) -> String {
     format!(
         r#"const wid = need('WAWebWidFactory').createWid({to});
 const collections = need('WAWebCollections');
@@ -228,7 +229,7 @@ return key._serialized;"#,
 }
 
 /// The pairing-code flow for a phone number: answers the 8-character code.
-pub fn pairing_code(digits: &str) -> String {
+pub(crate) fn pairing_code(digits: &str) -> String {
     format!(
         r#"const api = need('WAWebAltDeviceLinkingApi');
 api.setPairingType('ALT_DEVICE_LINKING');

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use whatsapp_storage::backup::leveldb::write_fake_db;
 
-pub const IDB: &str = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb";
-pub const LS: &str = "Default/Local Storage/leveldb";
+pub(crate) const IDB: &str = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb";
+pub(crate) const LS: &str = "Default/Local Storage/leveldb";
 
 /// Deterministic filler: `len` bytes from `seed`, half text-like, half noise.
-pub fn filler(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn filler(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|i| {
@@ -29,7 +29,7 @@ pub fn filler(seed: u64, len: usize) -> Vec<u8> {
 
 /// A small logged-in-looking profile: WhatsApp's IndexedDB, Local Storage, Session Storage,
 /// preferences, plus everything a backup must leave out (caches, another origin, lock files).
-pub fn fake_profile(root: &Path, seed: u64) {
+pub(crate) fn fake_profile(root: &Path, seed: u64) {
     write_fake_db(
         &root.join(IDB),
         &[(5, filler(seed, 20_000)), (9, filler(seed + 1, 7_000))],
@@ -78,7 +78,7 @@ pub fn fake_profile(root: &Path, seed: u64) {
 }
 
 /// The files a backup of [`fake_profile`] must contain, sorted.
-pub fn expected_files() -> Vec<PathBuf> {
+pub(crate) fn expected_files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = [
         format!("{IDB}/000005.ldb"),
         format!("{IDB}/000009.ldb"),
@@ -104,7 +104,7 @@ pub fn expected_files() -> Vec<PathBuf> {
 }
 
 /// Every file under `root` with its contents, for before/after comparisons.
-pub fn snapshot_tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn snapshot_tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     whatsapp_storage::backup::archive::list_tree(root)
         .into_iter()
         .map(|rel| {

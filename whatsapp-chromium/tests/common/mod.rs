@@ -8,7 +8,7 @@ use whatsapp_chromium::{ChromiumConfig, profile};
 use whatsapp_core::{LaunchSpec, SessionId};
 
 /// The Chromium under test: `$CHROMIUM_PATH` or `/usr/bin/chromium`. Fails loudly if absent.
-pub fn chromium_path() -> PathBuf {
+pub(crate) fn chromium_path() -> PathBuf {
     let path = PathBuf::from(
         std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()),
     );
@@ -22,7 +22,7 @@ pub fn chromium_path() -> PathBuf {
 }
 
 /// A config for tests: the test Chromium, short waits, a private temp root.
-pub fn config(temp_root: &Path) -> ChromiumConfig {
+pub(crate) fn config(temp_root: &Path) -> ChromiumConfig {
     ChromiumConfig {
         executable: chromium_path(),
         ready_timeout: Duration::from_secs(20),
@@ -34,7 +34,7 @@ pub fn config(temp_root: &Path) -> ChromiumConfig {
 }
 
 /// A launch spec for `name` under `root`.
-pub fn spec(root: &Path, name: &str) -> LaunchSpec {
+pub(crate) fn spec(root: &Path, name: &str) -> LaunchSpec {
     LaunchSpec {
         session: SessionId::new(name).unwrap(),
         profile_dir: root.join(name),
@@ -42,13 +42,13 @@ pub fn spec(root: &Path, name: &str) -> LaunchSpec {
 }
 
 /// A `data:` URL of a page that is not WhatsApp Web at all.
-pub fn blank_page() -> String {
+pub(crate) fn blank_page() -> String {
     "data:text/html,<title>nothing here</title>".to_owned()
 }
 
 /// A `data:` URL of a page that has `window.Debug.VERSION` and a module loader that knows no
 /// module: what a renamed module looks like.
-pub fn page_without_modules() -> String {
+pub(crate) fn page_without_modules() -> String {
     data_url(
         "<script>window.Debug = { VERSION: '2.3000.0-test' };\
          window.require = (n) => { throw new Error('Requiring unknown module \"' + n + '\"'); };</script>",
@@ -58,7 +58,7 @@ pub fn page_without_modules() -> String {
 /// A `data:` URL of the smallest page with the connection model: `Socket` in `state`, with
 /// Backbone-style `on`. Written here from the spec, for tests that need "a WhatsApp Web
 /// that loads" but no server (lock files, crashes, process clean-up).
-pub fn minimal_app(state: &str) -> String {
+pub(crate) fn minimal_app(state: &str) -> String {
     data_url(&format!(
         "<script>window.Debug = {{ VERSION: '2.3000.0-test' }};\
          const handlers = {{}};\
@@ -86,13 +86,13 @@ fn data_url(html: &str) -> String {
 }
 
 /// Live processes whose command line names `profile_dir` (Chromium and its helpers).
-pub fn chromium_on(profile_dir: &Path) -> Vec<u32> {
+pub(crate) fn chromium_on(profile_dir: &Path) -> Vec<u32> {
     let dir = std::fs::canonicalize(profile_dir).unwrap_or_else(|_| profile_dir.to_owned());
     profile::processes_on(&dir)
 }
 
 /// Waits (up to 15 s) until no process of ours runs on `profile_dir`, else fails naming them.
-pub async fn assert_no_chromium(profile_dir: &Path) {
+pub(crate) async fn assert_no_chromium(profile_dir: &Path) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let left = chromium_on(profile_dir);
@@ -117,15 +117,15 @@ use whatsapp_core::{BrowserSession, ConnectionState, DriverEvent};
 use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
 
 /// The phone that scans QRs in these tests (an obviously fake number).
-pub const PHONE: &str = "34600000000";
+pub(crate) const PHONE: &str = "34600000000";
 /// Another account that has WhatsApp.
-pub const FRIEND: &str = "34600000001";
+pub(crate) const FRIEND: &str = "34600000001";
 /// A number without WhatsApp.
-pub const NOBODY: &str = "34600000009";
+pub(crate) const NOBODY: &str = "34600000009";
 
 /// A test world: an emulator over TLS, reached as `https://web.whatsapp.com/` through
 /// Chromium's host-resolver mapping, and a driver pointed at it.
-pub struct World {
+pub(crate) struct World {
     pub server: RunningEmulator,
     pub client: EmulatorClient,
     pub driver: ChromiumDriver,
@@ -133,7 +133,7 @@ pub struct World {
 }
 
 impl World {
-    pub async fn new(emulator: EmulatorConfig) -> World {
+    pub(crate) async fn new(emulator: EmulatorConfig) -> World {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Emulator::new(emulator).serve_tls(listener).await.unwrap();
         let client = server.client();
@@ -154,17 +154,17 @@ impl World {
         }
     }
 
-    pub async fn fast() -> World {
+    pub(crate) async fn fast() -> World {
         World::new(EmulatorConfig::fast()).await
     }
 
-    pub fn spec(&self, name: &str) -> whatsapp_core::LaunchSpec {
+    pub(crate) fn spec(&self, name: &str) -> whatsapp_core::LaunchSpec {
         spec(self.dir.path(), name)
     }
 
     /// Launches on a fresh profile, scans the first QR with [`PHONE`], waits for `Ready`.
     /// Returns the session and the emulator's device id.
-    pub async fn linked(&self, name: &str) -> (Arc<ChromiumSession>, String) {
+    pub(crate) async fn linked(&self, name: &str) -> (Arc<ChromiumSession>, String) {
         let session = self.driver.launch_session(self.spec(name)).await.unwrap();
         let mut events = session.subscribe();
         let qr = match session.qr().await.unwrap() {
@@ -183,7 +183,7 @@ impl World {
 }
 
 /// Waits up to `secs` for an event matching `want`, skipping others.
-pub async fn next_event(
+pub(crate) async fn next_event(
     rx: &mut broadcast::Receiver<DriverEvent>,
     secs: u64,
     want: impl Fn(&DriverEvent) -> bool,
@@ -208,7 +208,7 @@ pub async fn next_event(
 
 /// Waits until the session's state is `want`: subscribes first, then reads the current
 /// state, then waits for events.
-pub async fn wait_state(session: &ChromiumSession, want: ConnectionState, secs: u64) {
+pub(crate) async fn wait_state(session: &ChromiumSession, want: ConnectionState, secs: u64) {
     let mut rx = session.subscribe();
     if session.state().await.unwrap() == want {
         return;

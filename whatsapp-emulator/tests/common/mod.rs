@@ -13,12 +13,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 
-pub const CHROMIUM: &str = "/usr/bin/chromium";
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// A Chromium launched by a test. Closed gracefully by [`TestBrowser::close`]; its whole
 /// process group is killed when dropped, so no Chromium outlives a test.
-pub struct TestBrowser {
+pub(crate) struct TestBrowser {
     pub browser: Browser,
     handler: JoinHandle<()>,
     child: tokio::process::Child,
@@ -28,7 +28,7 @@ pub struct TestBrowser {
 
 impl TestBrowser {
     /// Launches Chromium headless on `profile` with `extra` flags (written with dashes).
-    pub async fn launch(profile: &Path, extra: &[String]) -> TestBrowser {
+    pub(crate) async fn launch(profile: &Path, extra: &[String]) -> TestBrowser {
         assert!(
             Path::new(CHROMIUM).exists(),
             "Chromium is required for this test and was not found at {CHROMIUM}"
@@ -92,12 +92,12 @@ impl TestBrowser {
     }
 
     /// Opens a tab on `url`.
-    pub async fn open(&self, url: &str) -> Page {
+    pub(crate) async fn open(&self, url: &str) -> Page {
         self.browser.new_page(url).await.expect("open page")
     }
 
     /// Closes the browser gracefully (CDP `Browser.close`), so the profile is flushed.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.browser.close()).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
@@ -112,7 +112,7 @@ impl Drop for TestBrowser {
 
 /// Kills the process group `pgid` — never group 0/1 or our own (a bad id must not turn into
 /// "kill everything").
-pub fn kill_group(pgid: i32) {
+pub(crate) fn kill_group(pgid: i32) {
     let own = rustix::process::getpgrp().as_raw_nonzero().get();
     if pgid <= 1 || pgid == own {
         return;
@@ -123,7 +123,7 @@ pub fn kill_group(pgid: i32) {
 }
 
 /// Evaluates `expr` in the page (awaiting a promise) and returns its JSON value.
-pub async fn eval(page: &Page, expr: &str) -> Result<Value, String> {
+pub(crate) async fn eval(page: &Page, expr: &str) -> Result<Value, String> {
     let params = EvaluateParams::builder()
         .expression(expr)
         .await_promise(true)
@@ -138,14 +138,14 @@ pub async fn eval(page: &Page, expr: &str) -> Result<Value, String> {
 }
 
 /// Evaluates `expr` and panics with the page's error if it throws.
-pub async fn eval_ok(page: &Page, expr: &str) -> Value {
+pub(crate) async fn eval_ok(page: &Page, expr: &str) -> Value {
     eval(page, expr)
         .await
         .unwrap_or_else(|e| panic!("evaluating {expr}: {e}"))
 }
 
 /// Re-evaluates `expr` every 50 ms until it returns `want`; panics after [`WAIT`].
-pub async fn wait_value(page: &Page, expr: &str, want: Value) -> Value {
+pub(crate) async fn wait_value(page: &Page, expr: &str, want: Value) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = Value::Null;
     loop {
@@ -164,7 +164,7 @@ pub async fn wait_value(page: &Page, expr: &str, want: Value) -> Value {
 }
 
 /// Re-evaluates `expr` every 50 ms until `check` accepts its value; panics after [`WAIT`].
-pub async fn wait_until(page: &Page, expr: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_until(page: &Page, expr: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = Value::Null;
     loop {
@@ -181,10 +181,10 @@ pub async fn wait_until(page: &Page, expr: &str, check: impl Fn(&Value) -> bool)
     }
 }
 
-pub const STATE: &str = "window.require('WAWebSocketModel').Socket.state";
+pub(crate) const STATE: &str = "window.require('WAWebSocketModel').Socket.state";
 
 /// The spec's QR payload, built from the five modules.
-pub const QR_PAYLOAD: &str = r#"(async () => {
+pub(crate) const QR_PAYLOAD: &str = r#"(async () => {
   const ref = window.require('WAWebConnModel').Conn.ref;
   const b64 = window.require('WABase64').encodeB64;
   const noise = await window.require('WAWebUserPrefsInfoStore').waNoiseInfo.get();
@@ -196,7 +196,7 @@ pub const QR_PAYLOAD: &str = r#"(async () => {
 
 /// Waits for `window.Debug.VERSION`, then for the state `UNPAIRED`, and returns the QR
 /// payload's fields.
-pub async fn wait_qr(page: &Page) -> Vec<String> {
+pub(crate) async fn wait_qr(page: &Page) -> Vec<String> {
     wait_until(page, "window.Debug && window.Debug.VERSION", |v| {
         v.is_string()
     })
@@ -212,7 +212,7 @@ pub async fn wait_qr(page: &Page) -> Vec<String> {
 }
 
 /// Spec's "send a text" in five steps; returns the message key's `_serialized`.
-pub fn send_text_js(digits: &str, body: &str) -> String {
+pub(crate) fn send_text_js(digits: &str, body: &str) -> String {
     format!(
         r#"(async () => {{
   const me = window.require('WAWebUserPrefsMeUser').getMaybeMePnUser();

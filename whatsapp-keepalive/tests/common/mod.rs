@@ -17,12 +17,12 @@ use whatsapp_keepalive::{
 };
 
 /// What a recording hook saw: a session and a wall time.
-pub type Log = Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>;
+pub(crate) type Log = Arc<Mutex<Vec<(SessionId, DateTime<Utc>)>>>;
 
 /// A [`SessionBackup`] that records the wall time of every backup, and can "restore" a
 /// login into a lost profile (as the real hook restores the newest backup).
 #[derive(Debug, Clone, Default)]
-pub struct RecordingBackup {
+pub(crate) struct RecordingBackup {
     clock: Option<FakeClock>,
     sessions: Option<std::path::PathBuf>,
     pub taken: Log,
@@ -98,7 +98,7 @@ impl SessionBackup for RecordingBackup {
 
 /// A [`KeepaliveSender`] that records when each text was sent, then sends it directly.
 #[derive(Debug, Clone, Default)]
-pub struct TimedSender {
+pub(crate) struct TimedSender {
     pub sent: Arc<Mutex<Vec<(tokio::time::Instant, Wid, String)>>>,
 }
 
@@ -120,7 +120,7 @@ impl KeepaliveSender for TimedSender {
 }
 
 /// An engine on fakes, with a temporary sessions directory.
-pub struct World {
+pub(crate) struct World {
     pub engine: KeepaliveEngine,
     pub browser: FakeBrowser,
     pub store: Arc<InMemorySessionStore>,
@@ -131,11 +131,11 @@ pub struct World {
     pub dir: tempfile::TempDir,
 }
 
-pub const OWNER: &str = "owner@example.com";
+pub(crate) const OWNER: &str = "owner@example.com";
 
 impl World {
     /// Must run inside a paused-time runtime: the clock follows tokio from `start`.
-    pub fn new(config: KeepaliveConfig, start: &str) -> Self {
+    pub(crate) fn new(config: KeepaliveConfig, start: &str) -> Self {
         let clock = FakeClock::following_tokio(start.parse().unwrap());
         let browser = FakeBrowser::new(42);
         let store = Arc::new(InMemorySessionStore::new());
@@ -174,7 +174,7 @@ impl World {
     }
 
     /// A session linked before (status `ready`, login in its profile), with an owner e-mail.
-    pub async fn linked(&self, name: &str, phone: &str) -> SessionId {
+    pub(crate) async fn linked(&self, name: &str, phone: &str) -> SessionId {
         let id = SessionId::new(name).unwrap();
         let phone = PhoneNumber::new(phone).unwrap();
         let now = self.clock.now();
@@ -189,7 +189,7 @@ impl World {
     }
 
     /// A session never linked, with an owner e-mail.
-    pub async fn fresh(&self, name: &str) -> SessionId {
+    pub(crate) async fn fresh(&self, name: &str) -> SessionId {
         let id = SessionId::new(name).unwrap();
         let mut r = SessionRecord::new(id.clone(), TenantId::new("t1").unwrap(), self.clock.now());
         r.owner_email = Some(EmailAddress::new(OWNER).unwrap());
@@ -197,19 +197,23 @@ impl World {
         id
     }
 
-    pub async fn status(&self, id: &SessionId) -> SessionStatus {
+    pub(crate) async fn status(&self, id: &SessionId) -> SessionStatus {
         self.store.get(id).await.unwrap().unwrap().status
     }
 
     /// Waits (in simulated time, at most `limit`) until `cond` holds on the fake browser.
-    pub async fn wait_browser(&self, limit: Duration, cond: impl FnMut(&FakeBrowser) -> bool) {
+    pub(crate) async fn wait_browser(
+        &self,
+        limit: Duration,
+        cond: impl FnMut(&FakeBrowser) -> bool,
+    ) {
         tokio::time::timeout(limit, self.browser.wait_until(cond))
             .await
             .expect("condition on the fake browser not reached in time");
     }
 
     /// Waits until the browser of `id` is up and `CONNECTED`.
-    pub async fn wait_connected(&self, id: &SessionId) {
+    pub(crate) async fn wait_connected(&self, id: &SessionId) {
         self.wait_browser(Duration::from_secs(60), |b| {
             b.live(id) && b.state(id) == Some(whatsapp_core::ConnectionState::Connected)
         })
@@ -218,7 +222,7 @@ impl World {
 
     /// Waits (in simulated time, at most `limit`) until the stored status is `want`:
     /// re-checks the store after every engine event, no polling.
-    pub async fn wait_status(&self, id: &SessionId, want: SessionStatus, limit: Duration) {
+    pub(crate) async fn wait_status(&self, id: &SessionId, want: SessionStatus, limit: Duration) {
         let mut events = self.engine.subscribe();
         let wait = async {
             loop {
@@ -238,7 +242,7 @@ impl World {
 }
 
 /// The default configuration with the periodic layers pushed out of the way.
-pub fn quiet() -> KeepaliveConfig {
+pub(crate) fn quiet() -> KeepaliveConfig {
     let day = Duration::from_secs(24 * 3600);
     let mut c = KeepaliveConfig {
         heartbeat_interval: day,
@@ -252,5 +256,5 @@ pub fn quiet() -> KeepaliveConfig {
     c
 }
 
-pub const HOUR: Duration = Duration::from_secs(3600);
-pub const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);

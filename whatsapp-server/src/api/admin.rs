@@ -39,7 +39,7 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// A tenant.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TenantView {
+pub(super) struct TenantView {
     /// The tenant id (Supabase JWTs carry it as `sub`).
     pub id: String,
     /// A display name.
@@ -64,7 +64,7 @@ impl From<TenantRecord> for TenantView {
 /// `POST /api/tenants` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTenant {
+pub(super) struct CreateTenant {
     /// 1–64 of `[a-z0-9_-]`.
     pub id: String,
     /// A display name.
@@ -84,7 +84,7 @@ fn own_or_admin(caller: &Caller, tenant: &TenantId) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/api/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, body = TenantView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn create_tenant(
+pub(super) async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateTenant>,
@@ -107,7 +107,7 @@ pub async fn create_tenant(
 /// Lists tenants (admin).
 #[utoipa::path(get, path = "/api/tenants", tag = "tenants",
     responses((status = 200, body = Vec<TenantView>)), security(("api_key" = [])))]
-pub async fn list_tenants(
+pub(super) async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<TenantView>>, ApiError> {
@@ -128,7 +128,7 @@ pub async fn list_tenants(
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_tenant(
+pub(super) async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -148,7 +148,7 @@ pub async fn get_tenant(
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 204), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn delete_tenant(
+pub(super) async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -180,7 +180,7 @@ pub async fn delete_tenant(
 
 /// An API key's public part.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct KeyView {
+pub(super) struct KeyView {
     /// The key's public id (its first characters), for listing and revoking.
     pub key_id: String,
     /// A label.
@@ -204,7 +204,7 @@ impl From<ApiKeyRecord> for KeyView {
 
 /// A new key: shown once.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NewKeyView {
+pub(super) struct NewKeyView {
     /// The key (`wk_…`). Store it now: only its hash is kept.
     pub key: String,
     /// Its public id.
@@ -216,7 +216,7 @@ pub struct NewKeyView {
 /// `POST /api/tenants/{tenant}/keys` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKey {
+pub(super) struct CreateKey {
     /// A label ("frontend", "zapier", …).
     #[serde(default)]
     pub label: Option<String>,
@@ -227,7 +227,7 @@ pub struct CreateKey {
     params(("tenant" = String, Path, description = "tenant id")), request_body = Option<CreateKey>,
     responses((status = 201, body = NewKeyView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn create_key(
+pub(super) async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -262,7 +262,7 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/api/tenants/{tenant}/keys", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 200, body = Vec<KeyView>)), security(("api_key" = [])))]
-pub async fn list_keys(
+pub(super) async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -285,7 +285,7 @@ pub async fn list_keys(
     params(("tenant" = String, Path, description = "tenant id"), ("key_id" = String, Path, description = "key id")),
     responses((status = 204), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn revoke_key(
+pub(super) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((tenant, key)): ApiPath<(String, String)>,
@@ -313,7 +313,7 @@ pub async fn revoke_key(
 /// `PUT /api/tenants/{tenant}/webhook` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetWebhook {
+pub(super) struct SetWebhook {
     /// Where to POST events (`http` or `https`).
     pub url: String,
     /// The HMAC secret; generated when omitted (and returned once).
@@ -323,7 +323,7 @@ pub struct SetWebhook {
 
 /// The webhook configuration just set.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookView {
+pub(super) struct WebhookView {
     /// Where events go.
     pub url: String,
     /// The signing secret: verify `X-Webhook-Signature: sha256=<hex HMAC-SHA256(secret,
@@ -340,7 +340,7 @@ pub struct WebhookView {
     params(("tenant" = String, Path, description = "tenant id")), request_body = SetWebhook,
     responses((status = 200, body = WebhookView), (status = 400, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn set_webhook(
+pub(super) async fn set_webhook(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -395,7 +395,7 @@ pub async fn set_webhook(
 #[utoipa::path(delete, path = "/api/tenants/{tenant}/webhook", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 204)), security(("api_key" = [])))]
-pub async fn clear_webhook(
+pub(super) async fn clear_webhook(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
@@ -409,7 +409,7 @@ pub async fn clear_webhook(
 /// `GET /api/outbox` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct OutboxQuery {
+pub(super) struct OutboxQuery {
     /// `pending`, `delivered` or `dead`.
     #[serde(default)]
     #[param(pattern = "^(pending|delivered|dead)$")]
@@ -425,7 +425,7 @@ pub struct OutboxQuery {
 
 /// An outbox item (e-mail or webhook).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OutboxView {
+pub(super) struct OutboxView {
     /// Its id.
     pub id: i64,
     /// `email` or `webhook`.
@@ -471,7 +471,7 @@ impl From<OutboxItem> for OutboxView {
 /// Lists outbox items, newest first (admin).
 #[utoipa::path(get, path = "/api/outbox", tag = "outbox", params(OutboxQuery),
     responses((status = 200, body = Vec<OutboxView>)), security(("api_key" = [])))]
-pub async fn list_outbox(
+pub(super) async fn list_outbox(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<OutboxQuery>,
@@ -508,7 +508,7 @@ pub async fn list_outbox(
     params(("item" = i64, Path, description = "outbox item id")),
     responses((status = 200, body = OutboxView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn replay_outbox(
+pub(super) async fn replay_outbox(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(item): ApiPath<i64>,
@@ -524,7 +524,7 @@ pub async fn replay_outbox(
 
 /// A deleted session whose backups wait in quarantine.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeletedSessionView {
+pub(super) struct DeletedSessionView {
     /// The deleted session instance (what `recover` takes).
     pub instance_id: String,
     /// Its tenant.
@@ -561,7 +561,7 @@ impl DeletedSessionView {
 #[utoipa::path(get, path = "/api/admin/deleted-sessions", tag = "tenants",
     responses((status = 200, body = Vec<DeletedSessionView>), (status = 403, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn list_deleted_sessions(
+pub(super) async fn list_deleted_sessions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<DeletedSessionView>>, ApiError> {
@@ -578,7 +578,7 @@ pub async fn list_deleted_sessions(
 /// `POST /api/admin/deleted-sessions/{instance}/recover` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RecoverRequest {
+pub(super) struct RecoverRequest {
     /// The id to give the session back under in its tenant (default the id it had).
     #[serde(default)]
     pub id: Option<String>,
@@ -594,7 +594,7 @@ pub struct RecoverRequest {
     responses((status = 201, body = SessionView), (status = 404, body = super::error::ErrorBody),
               (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn recover_deleted_session(
+pub(super) async fn recover_deleted_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(instance): ApiPath<String>,

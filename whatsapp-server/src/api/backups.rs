@@ -26,7 +26,7 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// One backup of a session's login.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BackupView {
+pub(super) struct BackupView {
     /// The backup's id (its object key).
     pub backup_id: String,
     /// When it was taken.
@@ -63,7 +63,7 @@ impl From<BackupRecord> for BackupView {
     params(("id" = String, Path, description = "session id")),
     responses((status = 201, body = BackupView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn backup_now(
+pub(super) async fn backup_now(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -104,7 +104,7 @@ pub async fn backup_now(
 #[utoipa::path(get, path = "/api/sessions/{id}/backups", tag = "backups",
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = Vec<BackupView>)), security(("api_key" = [])))]
-pub async fn list_backups(
+pub(super) async fn list_backups(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -118,7 +118,7 @@ pub async fn list_backups(
 /// `POST /api/sessions/{id}/restore` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
+pub(super) struct RestoreRequest {
     /// The backup to restore; default the newest verified one.
     #[serde(default)]
     pub backup_id: Option<String>,
@@ -126,7 +126,7 @@ pub struct RestoreRequest {
 
 /// What a restore did.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RestoreView {
+pub(super) struct RestoreView {
     /// The backup restored.
     pub backup_id: String,
     /// Whether the session was running and was restarted on the restored profile.
@@ -141,7 +141,7 @@ pub struct RestoreView {
     params(("id" = String, Path, description = "session id")), request_body = Option<RestoreRequest>,
     responses((status = 200, body = RestoreView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn restore(
+pub(super) async fn restore(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -169,7 +169,7 @@ pub async fn restore(
 /// `POST /api/sessions/{id}/fallback` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FallbackRequest {
+pub(super) struct FallbackRequest {
     /// Why a human is needed (shown in the e-mail).
     #[serde(default)]
     pub reason: Option<String>,
@@ -183,7 +183,7 @@ pub struct FallbackRequest {
 
 /// A queued e-mail.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QueuedEmail {
+pub(super) struct QueuedEmail {
     /// The outbox item (see `GET /api/outbox`).
     pub outbox_id: i64,
 }
@@ -194,7 +194,7 @@ pub struct QueuedEmail {
     params(("id" = String, Path, description = "session id")), request_body = Option<FallbackRequest>,
     responses((status = 202, body = QueuedEmail), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn fallback(
+pub(super) async fn fallback(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,

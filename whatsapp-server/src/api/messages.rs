@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::state::AppState;
 
 /// How long a phone-number check is reused (the 03:00 job deletes older ones).
-pub const NUMBER_CACHE_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+pub(super) const NUMBER_CACHE_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -33,7 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
 /// `POST /api/sessions/{id}/messages` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendMessage {
+pub(super) struct SendMessage {
     /// A phone number (digits, `+`, spaces), a user's WID `<digits>@c.us` (7 to 15 digits,
     /// the country code first) or a group's `<digits>@g.us` / `<digits>-<digits>@g.us`.
     pub to: String,
@@ -49,7 +49,7 @@ pub struct SendMessage {
 
 /// An accepted message.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
+pub(super) struct Accepted {
     /// Poll `GET /api/sessions/{id}/messages/{message_id}` for its status.
     pub message_id: String,
     /// `queued` for a new message; the current status for a repeated idempotency key.
@@ -60,7 +60,7 @@ pub struct Accepted {
 
 /// A queued message's status.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MessageView {
+pub(super) struct MessageView {
     /// The id returned at queueing.
     pub message_id: String,
     /// The session sending it.
@@ -111,7 +111,7 @@ fn recipient(to: &str) -> Result<Wid, ApiError> {
     responses((status = 202, body = Accepted), (status = 400, body = super::error::ErrorBody),
               (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn send_message(
+pub(super) async fn send_message(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -144,7 +144,7 @@ pub async fn send_message(
            ("message_id" = String, Path, description = "the id returned at queueing")),
     responses((status = 200, body = MessageView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_message(
+pub(super) async fn get_message(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, message_id)): ApiPath<(String, String)>,
@@ -164,7 +164,7 @@ pub async fn get_message(
 
 /// Whether a number has WhatsApp.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NumberView {
+pub(super) struct NumberView {
     /// The number checked (digits).
     pub phone: String,
     /// Whether it has a WhatsApp account.
@@ -186,7 +186,7 @@ pub struct NumberView {
     responses((status = 200, body = NumberView), (status = 400, body = super::error::ErrorBody),
               (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn check_number(
+pub(super) async fn check_number(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, phone)): ApiPath<(String, String)>,

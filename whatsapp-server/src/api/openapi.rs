@@ -74,23 +74,24 @@ impl Modify for Security {
 }
 
 /// The syntax of a session id (`[a-z0-9_-]{1,64}`), as [`whatsapp_core::SessionId`] checks it.
-pub const ID_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+pub(super) const ID_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
 
 /// A session as a path names it: its id, or, for the admin, `<tenant>:<id>`.
-pub const SESSION_PATH_PATTERN: &str = "^([a-z0-9_-]{1,64}:)?[a-z0-9_-]{1,64}$";
+pub(super) const SESSION_PATH_PATTERN: &str = "^([a-z0-9_-]{1,64}:)?[a-z0-9_-]{1,64}$";
 
 /// A phone number as [`whatsapp_core::PhoneNumber`] reads it: 7 to 15 digits, the country
 /// code first (not `0`), an optional leading `+`, spaces, `-`, `(`, `)` and `.` between them,
 /// an optional `@c.us`. Surrounding white space is ignored.
-pub const PHONE_PATTERN: &str = r"^\s*\+?[ ().-]*[1-9]([ ().-]*[0-9]){6,14}[ ().-]*(@c\.us)?\s*$";
+pub(super) const PHONE_PATTERN: &str =
+    r"^\s*\+?[ ().-]*[1-9]([ ().-]*[0-9]){6,14}[ ().-]*(@c\.us)?\s*$";
 
 /// A recipient as [`whatsapp_core::Wid::recipient`] reads it: a phone number
 /// ([`PHONE_PATTERN`] without the suffix), `<digits>@c.us`, or a group `<digits>@g.us` /
 /// `<digits>-<digits>@g.us` (1 to 20 digits each, no leading 0).
-pub const RECIPIENT_PATTERN: &str = r"^\s*(\+?[ ().-]*[1-9]([ ().-]*[0-9]){6,14}[ ().-]*|[1-9][0-9]{6,14}@c\.us|[1-9][0-9]{0,19}(-[1-9][0-9]{0,19})?@g\.us)\s*$";
+pub(super) const RECIPIENT_PATTERN: &str = r"^\s*(\+?[ ().-]*[1-9]([ ().-]*[0-9]){6,14}[ ().-]*|[1-9][0-9]{6,14}@c\.us|[1-9][0-9]{0,19}(-[1-9][0-9]{0,19})?@g\.us)\s*$";
 
 /// A text that is not only white space.
-pub const TEXT_PATTERN: &str = r"\S";
+pub(super) const TEXT_PATTERN: &str = r"\S";
 
 /// Adds what every route of a kind answers, the key schemes, and the path parameters'
 /// syntax (see the module docs).

@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::state::{AppState, Services};
 
 /// The tenant of sessions the admin creates without naming one.
-pub const DEFAULT_TENANT: &str = "default";
+pub(super) const DEFAULT_TENANT: &str = "default";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -34,7 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// A session as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionView {
+pub(super) struct SessionView {
     /// The session id: the name its tenant gave it, unique within the tenant.
     pub id: String,
     /// The session instance's own id: it keys the session's profile and backups and is never
@@ -82,7 +82,7 @@ pub struct SessionView {
 
 impl SessionView {
     /// The view of `r`, with what the engine knows right now.
-    pub fn build(state: &Services, r: SessionRecord) -> Self {
+    pub(super) fn build(state: &Services, r: SessionRecord) -> Self {
         let snapshot = state.lifecycle.engine().snapshot(&r.id);
         SessionView {
             id: r.name.as_str().to_owned(),
@@ -124,7 +124,7 @@ impl SessionView {
 /// `POST /api/sessions` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSession {
+pub(super) struct CreateSession {
     /// The new session's id: 1–64 of `[a-z0-9_-]`, unique within the tenant (another tenant
     /// may use the same id: ids never cross tenants).
     pub id: String,
@@ -149,7 +149,7 @@ pub struct CreateSession {
     responses((status = 201, body = SessionView), (status = 400, body = super::error::ErrorBody),
               (status = 409, body = super::error::ErrorBody, description = "id taken")),
     security(("api_key" = [])))]
-pub async fn create_session(
+pub(super) async fn create_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateSession>,
@@ -203,7 +203,7 @@ pub async fn create_session(
 /// Lists the caller's sessions (all of them for the admin), by id.
 #[utoipa::path(get, path = "/api/sessions", tag = "sessions",
     responses((status = 200, body = Vec<SessionView>)), security(("api_key" = [])))]
-pub async fn list_sessions(
+pub(super) async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
@@ -229,7 +229,7 @@ pub async fn list_sessions(
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_session(
+pub(super) async fn get_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -248,7 +248,7 @@ pub async fn get_session(
     params(("id" = String, Path, description = "session id")),
     responses((status = 204, description = "deleted"), (status = 404, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn delete_session(
+pub(super) async fn delete_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -263,7 +263,7 @@ pub async fn delete_session(
     params(("id" = String, Path, description = "session id")),
     responses((status = 202, body = SessionView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn start_session(
+pub(super) async fn start_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -284,7 +284,7 @@ pub async fn start_session(
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn stop_session(
+pub(super) async fn stop_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -310,7 +310,7 @@ pub async fn stop_session(
 #[utoipa::path(post, path = "/api/sessions/{id}/restart", tag = "sessions",
     params(("id" = String, Path, description = "session id")),
     responses((status = 202, body = SessionView)), security(("api_key" = [])))]
-pub async fn restart_session(
+pub(super) async fn restart_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -327,7 +327,7 @@ pub async fn restart_session(
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn logout_session(
+pub(super) async fn logout_session(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -364,7 +364,7 @@ async fn accepted(state: &Services, id: &SessionId) -> Result<Response, ApiError
 /// `GET /api/sessions/{id}/qr` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct QrQuery {
+pub(super) struct QrQuery {
     /// `json` (default), `png` or `svg`.
     #[serde(default)]
     #[param(pattern = "^(json|png|svg)$")]
@@ -373,7 +373,7 @@ pub struct QrQuery {
 
 /// The QR payload as JSON.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QrView {
+pub(super) struct QrView {
     /// The payload to encode (five comma-separated fields); it rotates.
     pub qr: String,
 }
@@ -385,7 +385,7 @@ pub struct QrView {
     responses((status = 200, body = QrView, description = "JSON, image/png or image/svg+xml"),
               (status = 409, body = super::error::ErrorBody, description = "no QR now")),
     security(("api_key" = [])))]
-pub async fn get_qr(
+pub(super) async fn get_qr(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -446,14 +446,14 @@ pub async fn get_qr(
 /// `POST /api/sessions/{id}/pairing-code` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PairingCodeRequest {
+pub(super) struct PairingCodeRequest {
     /// The phone number to link, international format (digits, `+` and spaces allowed).
     pub phone: String,
 }
 
 /// A pairing code.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PairingCodeView {
+pub(super) struct PairingCodeView {
     /// The 8-character code to type on the phone (Linked devices → Link with phone number).
     pub code: String,
 }
@@ -464,7 +464,7 @@ pub struct PairingCodeView {
     params(("id" = String, Path, description = "session id")), request_body = PairingCodeRequest,
     responses((status = 200, body = PairingCodeView), (status = 409, body = super::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn pairing_code(
+pub(super) async fn pairing_code(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,

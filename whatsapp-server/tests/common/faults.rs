@@ -23,21 +23,21 @@ use tokio::time::Instant;
 use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-server");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_whatsapp-server");
 /// The administrator's key given to the server.
-pub const ADMIN_KEY: &str = "wa_admin_fault_test_key_0123456789ab";
+pub(crate) const ADMIN_KEY: &str = "wa_admin_fault_test_key_0123456789ab";
 /// The phone that links the sessions.
-pub const PHONE: &str = "34600000001";
+pub(crate) const PHONE: &str = "34600000001";
 /// The phone texts are sent to.
-pub const RECIPIENT: &str = "34600000002";
+pub(crate) const RECIPIENT: &str = "34600000002";
 /// How long a step that involves a browser may take (generous: CI has 2 cores).
-pub const STEP: Duration = Duration::from_secs(60);
+pub(crate) const STEP: Duration = Duration::from_secs(60);
 /// The seed used when `FAULT_SEED` is not set.
-pub const DEFAULT_SEED: u64 = 0x5eed_fa17;
+pub(crate) const DEFAULT_SEED: u64 = 0x5eed_fa17;
 
 /// The run's seed: `FAULT_SEED` (decimal or `0x…` hex) or [`DEFAULT_SEED`]; printed so that
 /// a failure can be replayed with `FAULT_SEED=<seed>`.
-pub fn seed(test: &str) -> u64 {
+pub(crate) fn seed(test: &str) -> u64 {
     let seed = match std::env::var("FAULT_SEED") {
         Ok(s) => {
             let s = s.trim();
@@ -56,16 +56,16 @@ pub fn seed(test: &str) -> u64 {
 /// A small seeded random source (SplitMix64): the same seed gives the same choices on every
 /// platform and every version of the `rand` crate.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A source seeded with `seed`.
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -74,25 +74,25 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
         self.next_u64() % n
     }
 
     /// One element of `items` (not empty).
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 
     /// A duration in `0..=max`, by whole milliseconds.
-    pub fn millis_up_to(&mut self, max: Duration) -> Duration {
+    pub(crate) fn millis_up_to(&mut self, max: Duration) -> Duration {
         let max = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(self.below(max.saturating_add(1)))
     }
 }
 
 /// The Chromium executable, or a panic naming how to install it.
-pub fn chromium_path() -> String {
+pub(crate) fn chromium_path() -> String {
     let executable = std::env::var("CHROMIUM_PATH")
         .unwrap_or_else(|_| whatsapp_chromium::DEFAULT_EXECUTABLE.to_owned());
     assert!(
@@ -104,13 +104,13 @@ pub fn chromium_path() -> String {
 }
 
 /// A free loopback port (bound, then released for the server to take).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     l.local_addr().expect("local address").port()
 }
 
 /// Starts the emulator (fast timings, TLS) on a loopback port.
-pub async fn start_emulator() -> RunningEmulator {
+pub(crate) async fn start_emulator() -> RunningEmulator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the emulator on loopback");
@@ -122,7 +122,7 @@ pub async fn start_emulator() -> RunningEmulator {
 
 /// A temporary root holding the server's data, sessions and logs; prints the server logs
 /// (the last `tail` bytes of each) when the test fails.
-pub struct Workspace {
+pub(crate) struct Workspace {
     root: tempfile::TempDir,
     logs: Mutex<Vec<PathBuf>>,
 }
@@ -135,7 +135,7 @@ impl Default for Workspace {
 
 impl Workspace {
     /// A fresh workspace with `data/` and `sessions/`.
-    pub fn new() -> Workspace {
+    pub(crate) fn new() -> Workspace {
         let root = tempfile::tempdir().expect("temporary directory");
         std::fs::create_dir_all(root.path().join("data")).expect("create the data dir");
         std::fs::create_dir_all(root.path().join("sessions")).expect("create the sessions dir");
@@ -146,33 +146,33 @@ impl Workspace {
     }
 
     /// The workspace's root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
     /// `DATA_DIR`.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }
 
     /// The SQLite database file the server uses.
-    pub fn database_path(&self) -> PathBuf {
+    pub(crate) fn database_path(&self) -> PathBuf {
         self.data_dir().join("db.sqlite")
     }
 
     /// `SESSIONS_PATH`.
-    pub fn sessions_path(&self) -> PathBuf {
+    pub(crate) fn sessions_path(&self) -> PathBuf {
         self.root.path().join("sessions")
     }
 
     /// The profile directory of session instance `instance_id` (a session's profile is
     /// named by its instance id, not by its name: see [`Api::profile_dir`]).
-    pub fn profile_dir(&self, instance_id: &str) -> PathBuf {
+    pub(crate) fn profile_dir(&self, instance_id: &str) -> PathBuf {
         self.sessions_path().join(instance_id)
     }
 
     /// A new log file for the next server process.
-    pub fn new_log(&self) -> PathBuf {
+    pub(crate) fn new_log(&self) -> PathBuf {
         let mut logs = self.logs.lock().unwrap();
         let path = self
             .root
@@ -207,7 +207,7 @@ impl Drop for Workspace {
 
 /// How a server process is started; the same settings start it again on the same data.
 #[derive(Clone, Debug)]
-pub struct ServerSettings {
+pub(crate) struct ServerSettings {
     /// The HTTP port.
     pub port: u16,
     /// The whole environment of the process (nothing is inherited).
@@ -217,7 +217,7 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// SQLite under the workspace's data dir, profiles under its sessions dir, Chromium
     /// pointed at `emulator`, keepalive texts off, the admin key [`ADMIN_KEY`].
-    pub fn new(ws: &Workspace, emulator: &RunningEmulator) -> Self {
+    pub(crate) fn new(ws: &Workspace, emulator: &RunningEmulator) -> Self {
         let port = free_port();
         let home = ws.root().join("home");
         std::fs::create_dir_all(&home).expect("create HOME");
@@ -253,20 +253,20 @@ impl ServerSettings {
     }
 
     /// Sets (or replaces) one environment variable.
-    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Self {
         self.envs.retain(|(k, _)| k != key);
         self.envs.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// `http://127.0.0.1:<port>`.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
 
 /// Sends `signal` to one process by its (positive) PID.
-pub fn signal_pid(pid: u32, signal: rustix::process::Signal) -> rustix::io::Result<()> {
+pub(crate) fn signal_pid(pid: u32, signal: rustix::process::Signal) -> rustix::io::Result<()> {
     let raw = i32::try_from(pid).expect("PID fits in i32");
     assert!(raw > 0, "refusing to signal a non-positive PID {raw}");
     let pid = rustix::process::Pid::from_raw(raw).expect("a positive PID");
@@ -274,7 +274,7 @@ pub fn signal_pid(pid: u32, signal: rustix::process::Signal) -> rustix::io::Resu
 }
 
 /// The server process. Dropping it kills it (SIGKILL to its own PID only).
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     log: PathBuf,
     pid: u32,
@@ -283,7 +283,7 @@ pub struct Server {
 impl Server {
     /// Starts the binary with exactly `settings`' environment (nothing inherited: no
     /// `DATABASE_URL`/`REDIS_URL` from CI), output to a fresh log in the workspace.
-    pub fn spawn(ws: &Workspace, settings: &ServerSettings) -> Server {
+    pub(crate) fn spawn(ws: &Workspace, settings: &ServerSettings) -> Server {
         let log = ws.new_log();
         let out = File::create(&log).expect("create the server log");
         let err = out.try_clone().expect("clone the log handle");
@@ -302,17 +302,17 @@ impl Server {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// This process's log file.
-    pub fn log(&self) -> &Path {
+    pub(crate) fn log(&self) -> &Path {
         &self.log
     }
 
     /// Waits until `/readyz` answers 200; panics (naming the log) if the process exits first.
-    pub async fn wait_ready(&mut self, api: &Api) {
+    pub(crate) async fn wait_ready(&mut self, api: &Api) {
         let deadline = Instant::now() + STEP;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the server") {
@@ -332,17 +332,17 @@ impl Server {
     }
 
     /// The exit status if the process already exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("poll the server")
     }
 
     /// kill -9 (`Child::kill` is SIGKILL to this PID), then reaps it.
-    pub async fn kill9(mut self) {
+    pub(crate) async fn kill9(mut self) {
         self.child.kill().await.expect("SIGKILL the server");
     }
 
     /// SIGTERM to this PID; returns the exit status, or panics after `within`.
-    pub async fn terminate(mut self, within: Duration) -> ExitStatus {
+    pub(crate) async fn terminate(mut self, within: Duration) -> ExitStatus {
         signal_pid(self.pid, rustix::process::Signal::TERM).expect("send SIGTERM");
         tokio::time::timeout(within, self.child.wait())
             .await
@@ -353,14 +353,14 @@ impl Server {
 
 /// A small REST client of the server.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
     /// A client of the server at `base` (no proxy, 30 s per request).
-    pub fn new(base: String) -> Api {
+    pub(crate) fn new(base: String) -> Api {
         let http = reqwest::Client::builder()
             // Below the server's idle time-out (HTTP_HEADER_TIMEOUT, 10 s): a pooled connection
             // the server is closing must not be reused.
@@ -373,17 +373,17 @@ impl Api {
     }
 
     /// The underlying HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
     /// The server's base URL.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
     /// One request; a transport error is returned, not a panic (the server may be down).
-    pub async fn try_call(
+    pub(crate) async fn try_call(
         &self,
         method: Method,
         path: &str,
@@ -405,7 +405,7 @@ impl Api {
     }
 
     /// One request; panics on a transport error.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -420,7 +420,7 @@ impl Api {
     /// Writes a bodiless `POST path` straight onto a new connection and returns once the
     /// request has left (without waiting for the answer): the moment "a request was sent".
     /// The answer (or the error, when the server dies first) is the task's result.
-    pub async fn post_sent(&self, path: &str, key: &str) -> tokio::task::JoinHandle<String> {
+    pub(crate) async fn post_sent(&self, path: &str, key: &str) -> tokio::task::JoinHandle<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = self
             .base
@@ -453,17 +453,17 @@ impl Api {
     }
 
     /// GET `path`.
-    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, key, None).await
     }
 
     /// POST `body` to `path`.
-    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, key, Some(body)).await
     }
 
     /// `path` must answer `want`; returns the body.
-    pub async fn expect(
+    pub(crate) async fn expect(
         &self,
         method: Method,
         path: &str,
@@ -477,7 +477,7 @@ impl Api {
     }
 
     /// `GET /api/sessions/{id}` (must answer 200).
-    pub async fn session(&self, session: &str) -> Value {
+    pub(crate) async fn session(&self, session: &str) -> Value {
         self.expect(
             Method::GET,
             &format!("/api/sessions/{session}"),
@@ -490,14 +490,14 @@ impl Api {
 
     /// The profile directory of the session named `session` in `ws` (looked up by its
     /// instance id).
-    pub async fn profile_dir(&self, ws: &Workspace, session: &str) -> PathBuf {
+    pub(crate) async fn profile_dir(&self, ws: &Workspace, session: &str) -> PathBuf {
         let v = self.session(session).await;
         let instance = v["instance_id"].as_str().expect("instance_id");
         ws.profile_dir(instance)
     }
 
     /// Creates (and starts) a session of the default tenant.
-    pub async fn create_session(&self, session: &str) -> Value {
+    pub(crate) async fn create_session(&self, session: &str) -> Value {
         self.expect(
             Method::POST,
             "/api/sessions",
@@ -510,7 +510,7 @@ impl Api {
 
     /// Reads the QR over REST and scans it at the emulator with [`PHONE`]; retries when a
     /// QR rotated between reading and scanning. Returns the linked device's id.
-    pub async fn link(&self, session: &str, emulator: &EmulatorClient) -> String {
+    pub(crate) async fn link(&self, session: &str, emulator: &EmulatorClient) -> String {
         let deadline = Instant::now() + STEP;
         loop {
             let (status, v) = self
@@ -537,7 +537,7 @@ impl Api {
     /// Polls until the session runs, its stored status is `ready` and WhatsApp Web's live
     /// state is `CONNECTED`, within `within`. Returns every distinct status seen on the way
     /// (a status of `qr` or `logged_out` among them means a QR was needed).
-    pub async fn wait_connected(&self, session: &str, within: Duration) -> Vec<String> {
+    pub(crate) async fn wait_connected(&self, session: &str, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
         let mut seen: Vec<String> = Vec::new();
         loop {
@@ -559,7 +559,7 @@ impl Api {
     }
 
     /// Polls until the message's status is `want` (or panics after `within`).
-    pub async fn wait_message(
+    pub(crate) async fn wait_message(
         &self,
         session: &str,
         id: &str,
@@ -586,17 +586,17 @@ impl Api {
 
 /// Whether a session view (`GET /api/sessions/{id}`) shows it running, `ready` and
 /// `CONNECTED`.
-pub fn is_connected(view: &Value) -> bool {
+pub(crate) fn is_connected(view: &Value) -> bool {
     view["running"] == true && view["status"] == "ready" && view["state"] == "CONNECTED"
 }
 
 /// Whether any of `statuses` means the session asked for a new QR scan.
-pub fn needed_qr(statuses: &[String]) -> bool {
+pub(crate) fn needed_qr(statuses: &[String]) -> bool {
     statuses.iter().any(|s| s == "qr" || s == "logged_out")
 }
 
 /// One process's command line, split on NULs (empty when unreadable).
-pub fn cmdline(pid: u32) -> Vec<String> {
+pub(crate) fn cmdline(pid: u32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
             raw.split(|b| *b == 0)
@@ -608,7 +608,7 @@ pub fn cmdline(pid: u32) -> Vec<String> {
 }
 
 /// Every process id in `/proc`.
-pub fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -620,7 +620,7 @@ pub fn all_pids() -> Vec<u32> {
 
 /// Processes (the wrapper shells included) whose profile is under `sessions`
 /// (`--user-data-dir=<sessions>/…`), with their command lines.
-pub fn chromium_under(sessions: &Path) -> Vec<(u32, String)> {
+pub(crate) fn chromium_under(sessions: &Path) -> Vec<(u32, String)> {
     let prefix = format!("--user-data-dir={}", sessions.display());
     all_pids()
         .into_iter()
@@ -636,7 +636,7 @@ pub fn chromium_under(sessions: &Path) -> Vec<(u32, String)> {
 /// The main browser process of the profile `profile_dir`: its command line holds exactly
 /// `--user-data-dir=<profile_dir>`, no `--type=` (renderers, zygotes, GPU, utilities have
 /// one) and it is not the `/bin/sh` wrapper or watchdog. Zombies are skipped.
-pub fn browser_pids(profile_dir: &Path) -> Vec<u32> {
+pub(crate) fn browser_pids(profile_dir: &Path) -> Vec<u32> {
     let want = format!("--user-data-dir={}", profile_dir.display());
     all_pids()
         .into_iter()
@@ -659,7 +659,7 @@ pub fn browser_pids(profile_dir: &Path) -> Vec<u32> {
 
 /// Waits (at most `within`) for exactly one main browser process of `profile_dir` that is
 /// not `not`; returns its PID.
-pub async fn wait_browser(profile_dir: &Path, not: Option<u32>, within: Duration) -> u32 {
+pub(crate) async fn wait_browser(profile_dir: &Path, not: Option<u32>, within: Duration) -> u32 {
     let deadline = Instant::now() + within;
     loop {
         let pids: Vec<u32> = browser_pids(profile_dir)
@@ -679,7 +679,7 @@ pub async fn wait_browser(profile_dir: &Path, not: Option<u32>, within: Duration
 }
 
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …), if the process exists.
-pub fn process_state(pid: u32) -> Option<char> {
+pub(crate) fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // `pid (comm) S …`: comm may hold spaces and parentheses; the state follows the last `)`.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -687,14 +687,14 @@ pub fn process_state(pid: u32) -> Option<char> {
 }
 
 /// How many file descriptors `pid` has open.
-pub fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
         .count()
 }
 
 /// `VmRSS` of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
@@ -706,7 +706,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// Panics unless a Chromium runs on a profile under `sessions` (so that the checks that
 /// none is left are not vacuous).
-pub fn assert_chromium_running(sessions: &Path, when: &str) {
+pub(crate) fn assert_chromium_running(sessions: &Path, when: &str) {
     assert!(
         !chromium_under(sessions).is_empty(),
         "no Chromium with --user-data-dir under {} {when}",
@@ -715,7 +715,7 @@ pub fn assert_chromium_running(sessions: &Path, when: &str) {
 }
 
 /// Waits (at most `within`) until no process uses a profile under `sessions`.
-pub async fn assert_no_chromium(sessions: &Path, within: Duration, when: &str) {
+pub(crate) async fn assert_no_chromium(sessions: &Path, within: Duration, when: &str) {
     let deadline = Instant::now() + within;
     loop {
         let left = chromium_under(sessions);
@@ -732,7 +732,7 @@ pub async fn assert_no_chromium(sessions: &Path, within: Duration, when: &str) {
 
 /// The stored status of every queued message of `sessions`, read straight from the SQLite
 /// database (use it while no server runs: after a kill it is the state at the kill).
-pub async fn message_statuses(database: &Path, sessions: &[&str]) -> HashMap<i64, String> {
+pub(crate) async fn message_statuses(database: &Path, sessions: &[&str]) -> HashMap<i64, String> {
     use whatsapp_storage::store::{MessageQueue, SqliteSessionStore};
     let store = SqliteSessionStore::open(database)
         .await

@@ -74,7 +74,7 @@ fn tail(path: &Path, n: usize) -> String {
 /// `127.0.0.1:<free port>` with its socket in the directory). Postgres refuses to run as
 /// root, so `initdb` and `pg_ctl` run as the `postgres` user through `runuser` when the tests
 /// run as root. Stopped (`pg_ctl stop -m immediate`) when dropped.
-pub struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -83,7 +83,7 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     /// Creates and starts the cluster; panics naming what is missing.
-    pub async fn start() -> PrivatePostgres {
+    pub(crate) async fn start() -> PrivatePostgres {
         let bin = postgres_bin_dir();
         let as_postgres = rustix::process::geteuid().is_root();
         let dir = tempfile::Builder::new()
@@ -121,12 +121,12 @@ impl PrivatePostgres {
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// The port it listens on.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
@@ -139,12 +139,12 @@ impl PrivatePostgres {
     }
 
     /// The server's log (the last 20 kB).
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         tail(&self.log_path(), 20_000)
     }
 
     /// Starts the (stopped) cluster and waits until it accepts connections.
-    pub async fn start_again(&self) {
+    pub(crate) async fn start_again(&self) {
         let data = self.data_dir().display().to_string();
         let log = self.log_path().display().to_string();
         let options = format!(
@@ -163,7 +163,7 @@ impl PrivatePostgres {
 
     /// Stops the cluster (`-m fast`: sessions are disconnected, the data is kept) and waits
     /// until it no longer listens.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         let data = self.data_dir().display().to_string();
         self.run(
             "pg_ctl",
@@ -283,7 +283,7 @@ fn postgres_user() -> (u32, u32) {
 /// a new process on the same port and directory) keeps every acknowledged write: that is
 /// what a production Redis carrying the message queue needs too — without persistence a
 /// Redis restart loses the queued messages (see the `redis_queue` module docs).
-pub struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
@@ -292,7 +292,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts Redis and waits until it answers `PING`.
-    pub async fn start() -> PrivateRedis {
+    pub(crate) async fn start() -> PrivateRedis {
         let dir = tempfile::Builder::new()
             .prefix("faults-redis-")
             .tempdir()
@@ -308,12 +308,12 @@ impl PrivateRedis {
     }
 
     /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// The current process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("Redis runs").id()
     }
 
@@ -354,7 +354,7 @@ impl PrivateRedis {
     }
 
     /// SIGTERM (Redis flushes its AOF and exits), waits for the exit; the port is free.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         let mut child = self.child.take().expect("Redis runs");
         signal(child.id(), rustix::process::Signal::TERM).expect("SIGTERM Redis");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -373,7 +373,7 @@ impl PrivateRedis {
     }
 
     /// Starts a new process on the same port and directory (it loads the AOF).
-    pub async fn start_again(&mut self) {
+    pub(crate) async fn start_again(&mut self) {
         assert!(self.child.is_none(), "Redis still runs");
         self.spawn().await;
     }
@@ -410,18 +410,18 @@ fn redis_ping(port: u16) -> bool {
 /// "Stopped for a minute" is [`Moto::pause`] (SIGSTOP) then [`Moto::resume`] (SIGCONT): the
 /// process keeps its data, a real restart would lose it. Killed (after a SIGCONT) when
 /// dropped.
-pub struct Moto {
+pub(crate) struct Moto {
     port: u16,
     child: Child,
     paused: bool,
 }
 
 /// The bucket the tests use.
-pub const BUCKET: &str = "faults-backups";
+pub(crate) const BUCKET: &str = "faults-backups";
 
 impl Moto {
     /// Starts moto, waits until it answers, creates [`BUCKET`].
-    pub async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -453,12 +453,12 @@ impl Moto {
     }
 
     /// `http://127.0.0.1:<port>`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The server's settings for this S3 (`BACKUP_SINK=s3`, path style, dummy keys).
-    pub fn server_env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn server_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("BACKUP_SINK", "s3".into()),
             ("S3_ENDPOINT", self.endpoint()),
@@ -472,20 +472,20 @@ impl Moto {
 
     /// SIGSTOP: the port still accepts connections (the kernel's backlog) but nothing
     /// answers — what a hung S3 looks like.
-    pub fn pause(&mut self) {
+    pub(crate) fn pause(&mut self) {
         signal(self.child.id(), rustix::process::Signal::STOP).expect("SIGSTOP moto");
         self.paused = true;
     }
 
     /// SIGCONT.
-    pub fn resume(&mut self) {
+    pub(crate) fn resume(&mut self) {
         signal(self.child.id(), rustix::process::Signal::CONT).expect("SIGCONT moto");
         self.paused = false;
     }
 
     /// The names of the objects in [`BUCKET`] (a bare `ListObjects` request; moto accepts
     /// it unsigned).
-    pub fn object_keys(&self) -> Vec<String> {
+    pub(crate) fn object_keys(&self) -> Vec<String> {
         let body = self
             .request_body("GET", &format!("/{BUCKET}?list-type=2"))
             .unwrap_or_default();
@@ -527,7 +527,7 @@ impl Drop for Moto {
 /// How a [`Receiver`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// 200.
     Ok = 0,
     /// 500.
@@ -538,7 +538,7 @@ pub enum Answer {
 
 /// One POST a receiver got.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     /// When it arrived.
     pub at: Instant,
     /// Its headers.
@@ -551,7 +551,7 @@ pub struct Received {
 
 impl Received {
     /// The body as JSON (`Null` when it is not JSON).
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 }
@@ -564,14 +564,14 @@ struct ReceiverState {
 
 /// A loopback HTTP server recording the POSTs to one path and answering them as told.
 #[derive(Clone)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     url: String,
     state: ReceiverState,
 }
 
 impl Receiver {
     /// Starts a receiver of POSTs to `path`, answering `answer`.
-    pub async fn start(path: &'static str, answer: Answer) -> Receiver {
+    pub(crate) async fn start(path: &'static str, answer: Answer) -> Receiver {
         async fn record(
             State(state): State<ReceiverState>,
             headers: HeaderMap,
@@ -612,22 +612,22 @@ impl Receiver {
     }
 
     /// `http://127.0.0.1:<port>` (without the path).
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Changes how the next requests are answered.
-    pub fn answer(&self, answer: Answer) {
+    pub(crate) fn answer(&self, answer: Answer) {
         self.state.answer.store(answer as u8, Ordering::SeqCst);
     }
 
     /// Everything received so far.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.state.inbox.lock().unwrap().clone()
     }
 
     /// The requests whose JSON body satisfies `pred`.
-    pub fn matching(&self, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<Received> {
+    pub(crate) fn matching(&self, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<Received> {
         self.received()
             .into_iter()
             .filter(|r| pred(&r.json()))
@@ -635,7 +635,7 @@ impl Receiver {
     }
 
     /// Polls until at least `n` requests satisfy `pred` (or panics after `within`).
-    pub async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         what: &str,
         n: usize,
