@@ -85,9 +85,10 @@ run() { # run <name> <key> <config file> [st options…]
     local name="$1" key="$2" config="$3"
     shift 3
     echo "==> schemathesis: $name"
-    if ! st --config-file "$config" run "$API/api/openapi.json" -H "Authorization: Bearer $key" \
+    # From the work directory: schemathesis keeps its cache in the current one.
+    if ! (cd "$WORK" && st --config-file "$config" run "$API/api/openapi.json" -H "Authorization: Bearer $key" \
         --checks "$CHECKS" --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
-        --request-timeout 40 --generation-with-security-parameters false --no-color "$@" >"$WORK/$name.log" 2>&1; then
+        --request-timeout 40 --generation-with-security-parameters false --no-color "$@" >"$WORK/$name.log" 2>&1); then
         cat "$WORK/$name.log" >&2
         tail -50 "$WORK/server.log" >&2
         fail "schemathesis found problems ($name)"

@@ -595,17 +595,8 @@ pub(crate) fn needed_qr(statuses: &[String]) -> bool {
     statuses.iter().any(|s| s == "qr" || s == "logged_out")
 }
 
-/// One process's command line, split on NULs (empty when unreadable).
-pub(crate) fn cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+/// One process's command line (the library's own reader).
+pub(crate) use whatsapp_core::profile::cmdline;
 
 /// Every process id in `/proc`.
 pub(crate) fn all_pids() -> Vec<u32> {
