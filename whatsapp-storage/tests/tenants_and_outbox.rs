@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use whatsapp_core::types::truncate_micros;
 use whatsapp_core::{Error, PhoneNumber, SessionId, SessionRecord, SessionStore, TenantId, Wid};
 use whatsapp_storage::store::{self, CachedNumber, NewTenant, NumberCache, Stores, TenantStore};
+use whatsapp_storage::testing::conformance::{assert_conflict, assert_not_found};
 
 // ---------------------------------------------------------------------------------------------
 // Shared cases, run against both backends.
@@ -41,20 +42,6 @@ async fn create_session(sessions: &dyn SessionStore, id: &str) {
         .create(&SessionRecord::new(sid(id), tid("acme"), t0()))
         .await
         .unwrap();
-}
-
-fn assert_conflict(err: Error, needle: &str) {
-    match &err {
-        Error::Conflict(msg) => assert!(msg.contains(needle), "{needle:?} not in {msg:?}"),
-        other => panic!("expected a conflict naming {needle:?}, got {other:?}"),
-    }
-}
-
-fn assert_not_found(err: Error, needle: &str) {
-    match &err {
-        Error::NotFound { what } => assert!(what.contains(needle), "{needle:?} not in {what:?}"),
-        other => panic!("expected not found ({needle:?}), got {other:?}"),
-    }
 }
 
 async fn tenants_lifecycle(tenants: &dyn TenantStore) {

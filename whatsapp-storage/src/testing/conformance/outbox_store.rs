@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
-use whatsapp_core::Error;
 use whatsapp_core::testing::conformance::{Runner, unique_token};
 use whatsapp_core::types::truncate_micros;
 
-use super::{mins, t};
+use super::{assert_conflict, assert_not_found, mins, t};
 use crate::store::{NewOutboxItem, OutboxItem, OutboxKind, OutboxStatus, OutboxStore};
 
 /// Runs every case against `outbox`, then panics naming each case that failed.
@@ -114,20 +113,6 @@ fn ids(items: &[OutboxItem]) -> Vec<i64> {
 /// The items of `items` from `first` on (this case's own, the newest ones).
 fn ours(items: Vec<OutboxItem>, first: i64) -> Vec<OutboxItem> {
     items.into_iter().filter(|i| i.id >= first).collect()
-}
-
-fn assert_conflict(err: Error, needle: &str) {
-    match &err {
-        Error::Conflict(msg) => assert!(msg.contains(needle), "{needle:?} not in {msg:?}"),
-        other => panic!("expected a conflict naming {needle:?}, got {other:?}"),
-    }
-}
-
-fn assert_not_found(err: Error, needle: &str) {
-    match &err {
-        Error::NotFound { what } => assert!(what.contains(needle), "{needle:?} not in {what:?}"),
-        other => panic!("expected not found ({needle:?}), got {other:?}"),
-    }
 }
 
 /// `enqueue` stores a pending item due at `now` (no attempt yet, payload as given); with a
