@@ -17,6 +17,21 @@ use std::path::{Path, PathBuf};
 
 use crate::SessionId;
 
+/// The end of the name of the directory a restore moves a profile's old contents to,
+/// beside it: `.<profile name>.before-restore` ([`set_aside_dir`]).
+pub const SET_ASIDE_SUFFIX: &str = ".before-restore";
+
+/// Where a restore puts `profile`'s old contents aside: `.<name>.before-restore` in the same
+/// directory. It holds the same login as the profile, so whoever deletes a profile deletes
+/// this too.
+pub fn set_aside_dir(profile: &Path) -> PathBuf {
+    let name = profile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    profile.with_file_name(format!(".{name}{SET_ASIDE_SUFFIX}"))
+}
+
 /// The profile directory of session instance `instance` under the sessions root:
 /// `<root>/<instance id>`. A profile is named by the instance id (never reused), not by the
 /// tenant's session name, so a deleted and re-created session never meets the old login.
@@ -233,6 +248,14 @@ fn profile_instance(cmdline: &[u8], roots: &[PathBuf]) -> Option<SessionId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restore_sets_the_old_profile_aside_beside_it() {
+        assert_eq!(
+            set_aside_dir(Path::new("/data/sessions/s0123456789abcdef")),
+            Path::new("/data/sessions/.s0123456789abcdef.before-restore")
+        );
+    }
 
     #[test]
     fn a_profile_is_named_by_its_instance_id() {

@@ -578,7 +578,7 @@ fn removable_dirs(root: &Path, keep: &HashSet<SessionId>, now: SystemTime) -> Re
 /// `.<id>.restore-<suffix>`.
 fn restore_leftover_owner(name: &str) -> Option<&str> {
     let rest = name.strip_prefix('.')?;
-    if let Some(id) = rest.strip_suffix(".before-restore") {
+    if let Some(id) = rest.strip_suffix(whatsapp_core::profile::SET_ASIDE_SUFFIX) {
         return Some(id);
     }
     let (id, suffix) = rest.rsplit_once(".restore-")?;

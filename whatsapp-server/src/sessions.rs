@@ -199,9 +199,7 @@ impl SessionService {
             tracing::warn!(session = %id, error = %e, "could not remove the profile directory");
         }
         // What a restore may have put aside holds the same login.
-        let aside = self
-            .sessions_path
-            .join(format!(".{}.before-restore", id.as_str()));
+        let aside = whatsapp_core::profile::set_aside_dir(&dir);
         let _ = tokio::fs::remove_dir_all(&aside).await;
         if let Err(e) = self
             .backups

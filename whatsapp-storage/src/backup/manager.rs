@@ -835,7 +835,7 @@ impl BackupManager {
             return Err(e);
         }
         // Swap: old profile aside, new one in.
-        let aside = parent.join(format!(".{name}.before-restore"));
+        let aside = whatsapp_core::profile::set_aside_dir(profile_dir);
         if fs::symlink_metadata(&aside).is_ok() {
             fs::remove_dir_all(&aside).map_err(|e| io_err("removing", &aside, e))?;
         }
