@@ -17,6 +17,11 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pos
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
 
+# CI builds once from a fresh clone: incremental caches would only take disk (the target
+# directory shares the machine's disk with everything else).
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+log "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where target/ is built"
+
 log "cargo fmt --check"
 cargo fmt --all --check
 
@@ -51,5 +56,5 @@ log "doc tests"
 cargo test --workspace --doc
 
 # Last, so that its summary ("N tests run: N passed") closes the log.
-log "tests"
+log "tests (target/ holds $(du -sh target 2>/dev/null | cut -f1) before they build; $(df -h --output=avail . | tail -1 | tr -d ' ') free)"
 cargo nextest run --workspace --no-fail-fast
