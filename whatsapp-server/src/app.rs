@@ -38,7 +38,7 @@ use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3B
 
 use crate::auth::Auth;
 use crate::backup::ManagedBackup;
-use crate::config::{BackupTarget, CheckedServerConfig};
+use crate::config::{BackupTarget, CheckedServerConfig, Secret};
 use crate::messaging::{Messaging, WorkerConfig, backends};
 use crate::metrics::Metrics;
 use crate::notify::{HttpEmailNotifier, LogNotifier};
@@ -99,15 +99,18 @@ impl App {
         let clock = parts.clock.clone();
 
         // 1. Databases.
-        std::fs::create_dir_all(&config.sessions_path).map_err(|e| {
+        std::fs::create_dir_all(&config.storage.sessions_path).map_err(|e| {
             Error::unavailable(
                 "sessions directory",
-                format!("cannot create {}: {e}", config.sessions_path.display()),
+                format!(
+                    "cannot create {}: {e}",
+                    config.storage.sessions_path.display()
+                ),
             )
         })?;
-        let stores = whatsapp_storage::store::open(&config.database_url).await?;
-        let redis = match &config.redis_url {
-            Some(url) => Some(connect_redis(url).await?),
+        let stores = whatsapp_storage::store::open(config.storage.database_url.expose()).await?;
+        let redis = match &config.storage.redis_url {
+            Some(url) => Some(connect_redis(url.expose()).await?),
             None => None,
         };
         let (queue, limiter) = backends(
@@ -118,16 +121,17 @@ impl App {
         )?;
 
         // Outbox: the engine's e-mails and the webhooks go through it.
-        let direct_emails: Option<Arc<dyn whatsapp_core::Notifier>> = match &config.frontend_url {
-            Some(url) => {
-                let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
-                if let Some(token) = &config.email_api_token {
-                    n = n.with_bearer(token.clone());
+        let direct_emails: Option<Arc<dyn whatsapp_core::Notifier>> =
+            match &config.delivery.frontend_url {
+                Some(url) => {
+                    let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
+                    if let Some(token) = &config.delivery.email_api_token {
+                        n = n.with_bearer(token.expose().clone());
+                    }
+                    Some(Arc::new(n))
                 }
-                Some(Arc::new(n))
-            }
-            None => None,
-        };
+                None => None,
+            };
         let emails: Arc<dyn whatsapp_core::Notifier> = direct_emails
             .clone()
             .unwrap_or_else(|| Arc::new(LogNotifier));
@@ -135,20 +139,25 @@ impl App {
             stores.outbox.clone(),
             emails,
             clock.clone(),
-            config.outbox.clone(),
+            config.delivery.outbox.clone(),
         )?
         .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
         let outbox =
             Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
 
         // Backups.
-        let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backup {
+        let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backups.target {
             BackupTarget::Local(dir) => Arc::new(LocalBackupSink::new(dir)),
             BackupTarget::S3(s3) => Arc::new(S3BackupSink::new(s3.clone())?),
         };
-        let mut backup_config = BackupConfig::new(config.data_dir.join("backup-work"));
-        backup_config.encryption_key = config.backup_encryption_key.clone();
-        backup_config.retention = config.keepalive_config().backup.retention;
+        let mut backup_config = BackupConfig::new(config.storage.data_dir.join("backup-work"));
+        backup_config.encryption_key = config
+            .backups
+            .encryption_key
+            .as_ref()
+            .map(|k| k.expose().clone());
+        backup_config.retention = config.backups.retention;
+        backup_config.origin = config.backups.origin.clone();
         let backups = Arc::new(BackupManager::new(sink, clock.clone(), backup_config));
 
         // The session lifecycle: the engine paired with the message workers.
@@ -171,21 +180,29 @@ impl App {
                 notifier: Arc::new(OutboxNotifier::new(outbox.clone()).dedupe_by_content()),
                 clock: clock.clone(),
                 backup: Arc::new(
-                    ManagedBackup::new(backups.clone(), &config.sessions_path)
+                    ManagedBackup::new(backups.clone(), &config.storage.sessions_path)
                         .with_store(stores.sessions.clone())
                         .with_metrics(metrics.clone()),
                 ),
                 sender,
-                sessions_path: config.sessions_path.clone(),
+                sessions_path: config.storage.sessions_path.clone(),
                 seed: rand::random(),
             },
             backups.clone(),
-            &config.sessions_path,
+            &config.storage.sessions_path,
         )?;
 
         let auth = Auth::new(
-            config.admin_api_key.clone(),
-            config.supabase_jwt_secret.as_deref(),
+            config
+                .auth
+                .admin_api_key
+                .as_ref()
+                .map(|k| k.expose().clone()),
+            config
+                .auth
+                .supabase_jwt_secret
+                .as_ref()
+                .map(|s| s.expose().as_str()),
             stores.tenants.clone(),
         )?;
         // 2. Real-time channel.
@@ -251,17 +268,19 @@ impl App {
         // 5./6. Monitoring runs in the engine and the jobs; now HTTP.
         let listener = match listener {
             Some(l) => l,
-            None => TcpListener::bind(state.config.listen).await.map_err(|e| {
-                Error::unavailable(
-                    "HTTP listener",
-                    format!("cannot listen on {}: {e}", state.config.listen),
-                )
-            })?,
+            None => TcpListener::bind(state.config.http.listen)
+                .await
+                .map_err(|e| {
+                    Error::unavailable(
+                        "HTTP listener",
+                        format!("cannot listen on {}: {e}", state.config.http.listen),
+                    )
+                })?,
         };
         let addr = listener
             .local_addr()
             .map_err(|e| Error::unavailable("HTTP listener", e.to_string()))?;
-        let limits = state.config.http;
+        let limits = state.config.http.limits;
         // The body time-out wraps Socket.IO too (its polling POSTs have bodies; its held
         // GETs and WebSocket upgrades have none); the request time-out is inside
         // `api::router`, so Socket.IO's held long-polling requests are not cut.
@@ -269,7 +288,7 @@ impl App {
             tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout),
         );
         let mut metrics_addr = None;
-        if let Some(wanted) = state.config.metrics_listen {
+        if let Some(wanted) = state.config.http.metrics_listen {
             let metrics_listener = TcpListener::bind(wanted).await.map_err(|e| {
                 Error::unavailable(
                     "metrics listener",
@@ -298,7 +317,7 @@ impl App {
             limits,
             cancel.clone(),
         ));
-        tracing::info!(%addr, "HTTP listening");
+        tracing::info!(%addr, node = %state.config.node_id.as_str(), "HTTP listening");
         Ok(RunningApp {
             addr,
             metrics_addr,
@@ -405,23 +424,23 @@ pub const ADMIN_KEY_FILE: &str = "admin-api-key";
 /// `<DATA_DIR>/admin-api-key`, or generates a random key and writes it there (mode 0600).
 /// Returns the file's path when the key came from it (the key itself is never logged).
 pub fn ensure_admin_key(config: &mut CheckedServerConfig) -> Result<Option<PathBuf>> {
-    if config.admin_api_key.is_some() {
+    if config.auth.admin_api_key.is_some() {
         return Ok(None);
     }
-    let path = config.data_dir.join(ADMIN_KEY_FILE);
+    let path = config.storage.data_dir.join(ADMIN_KEY_FILE);
     let io = |e: std::io::Error| {
         Error::unavailable("admin key file", format!("{}: {e}", path.display()))
     };
     match std::fs::read_to_string(&path) {
         Ok(key) if !key.trim().is_empty() => {
-            config.admin_api_key = Some(key.trim().to_owned());
+            config.auth.admin_api_key = Some(Secret::new(key.trim().to_owned()));
             return Ok(Some(path));
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(io)?;
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(io)?;
     let key = crate::auth::generate_key().replacen(crate::auth::TENANT_KEY_PREFIX, "wa_admin_", 1);
     {
         use std::io::Write;
@@ -436,6 +455,6 @@ pub fn ensure_admin_key(config: &mut CheckedServerConfig) -> Result<Option<PathB
         writeln!(f, "{key}").map_err(io)?;
         f.sync_all().map_err(io)?;
     }
-    config.admin_api_key = Some(key);
+    config.auth.admin_api_key = Some(Secret::new(key));
     Ok(Some(path))
 }

@@ -252,7 +252,7 @@ pub async fn probe_round(state: &Services, alerts: Option<&Arc<dyn Notifier>>) {
                 )
             }
         };
-        if let (Some(notifier), Some(to)) = (alerts, &state.config.alert_email) {
+        if let (Some(notifier), Some(to)) = (alerts, &state.config.delivery.alert_email) {
             let mut data = data;
             data["event"] = serde_json::Value::from(kind);
             let n = Notification {

@@ -38,7 +38,7 @@ use whatsapp_core::{
 use crate::state::{AppState, Services};
 
 /// The default of `RENEWAL_REMINDER_DAYS`: reminders go out for sessions expiring within
-/// this many days (the setting is `config.renewal_reminder_days`).
+/// this many days (the setting is `config.delivery.renewal_reminder_days`).
 pub const RENEWAL_REMINDER_DAYS: i64 = 7;
 
 /// [`clean_number_cache`]'s schedule: 03:00 daily.
@@ -242,7 +242,8 @@ pub async fn clean_number_cache(state: &Services) -> Result<u64> {
 /// day (a restart) send nothing new. Returns how many e-mails were newly queued.
 pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
     let now = state.clock.now();
-    let horizon = now + chrono::TimeDelta::days(i64::from(state.config.renewal_reminder_days));
+    let horizon =
+        now + chrono::TimeDelta::days(i64::from(state.config.delivery.renewal_reminder_days));
     let today = now
         .with_timezone(&state.config.time_zone)
         .format("%Y-%m-%d");
@@ -517,7 +518,7 @@ async fn sweep_backups(state: &Services, report: &mut CleanUpReport) -> Result<(
         state.backups.quarantine(&id, tenant.as_ref(), None).await?;
         report.quarantined_sessions.push(id);
     }
-    let retention = chrono::Duration::from_std(state.config.deleted_backup_retention)
+    let retention = chrono::Duration::from_std(state.config.backups.deleted_retention)
         .map_err(|_| Error::invalid("DELETED_BACKUP_RETENTION_DAYS", "out of range"))?;
     report.purged_sessions = state
         .backups

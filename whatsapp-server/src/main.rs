@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use whatsapp_server::app::{App, AppParts, ensure_admin_key};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::config::{ServerConfig, ignore_empty_env};
 
 /// Keeps WhatsApp Web sessions connected around the clock.
 ///
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     whatsapp_server::process::init_tracing();
-    let matches = Cli::command().get_matches();
+    let matches = ignore_empty_env(Cli::command()).get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = cli.config.apply_file(&matches) {
         e.exit();

@@ -280,6 +280,11 @@ impl Metrics {
             }
         }
 
+        let node = Family::<Label, Gauge>::default();
+        node.get_or_create(&[("node", state.config.node_id.as_str().to_owned())])
+            .set(1);
+        scrape.register("node_info", "This node, by its NODE_ID (always 1)", node);
+
         let running = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         running.set(i64::try_from(state.lifecycle.engine().running().len()).unwrap_or(i64::MAX));
         scrape.register(

@@ -25,14 +25,37 @@ fn parse(args: &[&str]) -> ServerConfig {
     config
 }
 
-fn error_setting(args: &[&str]) -> String {
-    let config = parse(args);
-    let err = config.validate().expect_err("must be invalid");
-    assert!(
-        err.to_string().contains(err.setting),
-        "message names the setting: {err}"
-    );
-    err.setting.to_owned()
+/// Parses `args` (flags only) without panicking: clap's error when a value parser refuses one.
+fn try_parse(args: &[&str]) -> Result<ServerConfig, clap::Error> {
+    let mut all = vec!["whatsapp-server"];
+    all.extend_from_slice(args);
+    let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
+    let matches = command.try_get_matches_from(all)?;
+    let mut config = ServerConfig::from_arg_matches(&matches)?;
+    config.apply_file(&matches)?;
+    Ok(config)
+}
+
+/// Asserts that `args` are refused, by the value parser or by validation, with an error
+/// naming `setting` (by its environment variable).
+fn assert_refused_naming(args: &[&str], setting: &str) {
+    match try_parse(args) {
+        Err(err) => {
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("<{setting}>")),
+                "the parser's error names {setting}: {text}"
+            );
+        }
+        Ok(config) => {
+            let err = config.validate().expect_err("must be invalid");
+            assert!(
+                err.to_string().contains(err.setting),
+                "message names the setting: {err}"
+            );
+            assert_eq!(err.setting, setting, "for {args:?}: {err}");
+        }
+    }
 }
 
 const TEXTS_15: &str = "t1|t2|t3|t4|t5|t6|t7|t8|t9|t10|t11|t12|t13|t14|t15";
@@ -41,16 +64,22 @@ const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1
 #[test]
 fn defaults_are_the_seeds() {
     let c = parse(&[]);
-    assert_eq!(c.port, 4000);
-    assert_eq!(c.backup_cron, "0 2 * * *");
-    assert_eq!(c.backup_retention_days, 30);
-    assert_eq!(c.s3_bucket, "whatsapp-backups");
-    assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com/");
-    assert_eq!(c.sessions_path, PathBuf::from("./data/whatsapp-sessions"));
+    assert_eq!(c.http.port, 4000);
+    assert_eq!(c.backup.backup_cron, "0 2 * * *");
+    assert_eq!(c.backup.backup_retention_days, 30);
+    assert_eq!(c.backup.s3_bucket, "whatsapp-backups");
+    assert_eq!(
+        c.browser.whatsapp_web_url.as_str(),
+        "https://web.whatsapp.com/"
+    );
+    assert_eq!(
+        c.storage.sessions_path,
+        PathBuf::from("./data/whatsapp-sessions")
+    );
     let checked = parse(&["--time-zone", "UTC"])
         .validate()
         .expect("defaults valid");
-    assert_eq!(checked.listen.port(), 4000);
+    assert_eq!(checked.http.listen.port(), 4000);
     let k = checked.keepalive_config();
     assert_eq!(k.backup.cron, "0 2 * * *");
     assert_eq!(k.backup.retention, Duration::from_secs(30 * 24 * 3600));
@@ -62,9 +91,12 @@ fn default_database_is_sqlite_under_data_dir() {
     let checked = parse(&["--data-dir", "/srv/wa", "--time-zone", "UTC"])
         .validate()
         .unwrap();
-    assert_eq!(checked.database_url, "sqlite:///srv/wa/whatsapp.db");
+    assert_eq!(
+        checked.storage.database_url.expose(),
+        "sqlite:///srv/wa/whatsapp.db"
+    );
     assert!(
-        matches!(checked.backup, BackupTarget::Local(ref p) if p == Path::new("/srv/wa/backups"))
+        matches!(checked.backups.target, BackupTarget::Local(ref p) if p == Path::new("/srv/wa/backups"))
     );
 }
 
@@ -136,7 +168,7 @@ fn every_invalid_setting_is_named() {
         if !args.contains(&"--time-zone") && !args.contains(&"--tz") {
             all.extend(["--time-zone", "UTC"]);
         }
-        assert_eq!(&error_setting(&all), setting, "for {args:?}");
+        assert_refused_naming(&all, setting);
     }
 }
 
@@ -200,7 +232,7 @@ fn valid_settings_build_the_pieces() {
         checked.cors_origin().as_deref(),
         Some("https://app.example.com")
     );
-    assert!(checked.backup_encryption_key.is_some());
+    assert!(checked.backups.encryption_key.is_some());
     assert_eq!(checked.node_id.as_str(), "node-1");
 }
 
@@ -287,13 +319,13 @@ chromium_args = ["--proxy-server=socks5://127.0.0.1:1080", "--lang=es ES"]
     .unwrap();
     let path = file.to_str().unwrap();
     let c = parse(&["--config", path, "--port", "6000"]);
-    assert_eq!(c.port, 6000, "the flag wins over the file");
-    assert_eq!(c.s3_bucket, "from-file");
-    assert_eq!(c.backup_retention_days, 7);
-    assert!(c.s3_path_style);
-    assert_eq!(c.keepalive_texts.as_deref(), Some("a|b"));
+    assert_eq!(c.http.port, 6000, "the flag wins over the file");
+    assert_eq!(c.backup.s3_bucket, "from-file");
+    assert_eq!(c.backup.backup_retention_days, 7);
+    assert!(c.backup.s3_path_style);
+    assert_eq!(c.keepalive.keepalive_texts.as_deref(), Some("a|b"));
     assert_eq!(
-        split_chromium_args(c.chromium_args.as_deref().unwrap()).unwrap(),
+        c.browser.chromium_args.unwrap().0,
         vec!["--proxy-server=socks5://127.0.0.1:1080", "--lang=es ES"]
     );
 }
@@ -437,8 +469,11 @@ fn file_applies_to_a_config_flattened_into_a_subcommand() {
     let Cmd::Serve(mut config) = Cli::from_arg_matches(&matches).unwrap().command;
     let (_, sub) = matches.subcommand().unwrap();
     config.apply_file(sub).unwrap();
-    assert_eq!(config.port, 5000);
-    assert_eq!(config.node_id.as_deref(), Some("from-flag"));
+    assert_eq!(config.http.port, 5000);
+    assert_eq!(
+        config.node.node_id.as_ref().map(|n| n.as_str()),
+        Some("from-flag")
+    );
 }
 
 #[test]
@@ -447,7 +482,7 @@ fn webhook_allow_hosts_parse_from_flags_and_file_and_bad_entries_are_named() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let default = parse(&["--time-zone", "UTC"]).validate().unwrap();
     assert!(
-        default.outbox.webhook_allow.is_empty(),
+        default.delivery.outbox.webhook_allow.is_empty(),
         "internal targets are refused by default"
     );
     let c = parse(&[
@@ -458,7 +493,7 @@ fn webhook_allow_hosts_parse_from_flags_and_file_and_bad_entries_are_named() {
     ])
     .validate()
     .unwrap();
-    let allow = &c.outbox.webhook_allow;
+    let allow = &c.delivery.outbox.webhook_allow;
     assert!(allow.allows_ip(ip("127.0.0.5")) && allow.allows_ip(ip("::1")));
     assert!(allow.allows_host("localhost") && !allow.allows_ip(ip("10.0.0.1")));
 
@@ -468,15 +503,134 @@ fn webhook_allow_hosts_parse_from_flags_and_file_and_bad_entries_are_named() {
     let c = parse(&["--config", file.to_str().unwrap(), "--time-zone", "UTC"])
         .validate()
         .unwrap();
-    assert!(c.outbox.webhook_allow.allows_ip(ip("10.1.2.3")));
+    assert!(c.delivery.outbox.webhook_allow.allows_ip(ip("10.1.2.3")));
 
     for bad in ["127.0.0.0/33", "10.0.0.0/x", "not a host", "1.2.3.4/8/8"] {
-        assert_eq!(
-            error_setting(&["--time-zone", "UTC", "--webhook-allow-hosts", bad]),
+        assert_refused_naming(
+            &["--time-zone", "UTC", "--webhook-allow-hosts", bad],
             "WEBHOOK_ALLOW_HOSTS",
-            "{bad}"
         );
     }
     let help = ServerConfig::command().render_long_help().to_string();
     assert!(help.contains("env: WEBHOOK_ALLOW_HOSTS"), "--help lists it");
+}
+
+#[test]
+fn the_parsers_errors_never_repeat_a_secret() {
+    for (args, secret, setting) in [
+        (
+            &["--backup-encryption-key", "not-a-key-secret-1"][..],
+            "secret-1",
+            "BACKUP_ENCRYPTION_KEY",
+        ),
+        (
+            &["--database-url", "mysql://app:db-secret-2@127.0.0.1/app"][..],
+            "db-secret-2",
+            "DATABASE_URL",
+        ),
+        (
+            &["--redis-url", "http://:redis-secret-3@127.0.0.1:6379"][..],
+            "redis-secret-3",
+            "REDIS_URL",
+        ),
+        (
+            &[
+                "--chromium-args",
+                "--proxy-server=http://u:proxy-secret-4@127.0.0.1:3128 \"unterminated",
+            ][..],
+            "proxy-secret-4",
+            "CHROMIUM_ARGS",
+        ),
+    ] {
+        let err = try_parse(args)
+            .expect_err("refused by the parser")
+            .to_string();
+        assert!(!err.contains(secret), "{secret} leaked in {err}");
+        assert!(
+            err.contains(&format!("<{setting}>")),
+            "names {setting}: {err}"
+        );
+    }
+}
+
+#[test]
+fn backups_keep_the_origin_of_the_configured_whatsapp_web_url() {
+    let default = parse(&["--time-zone", "UTC"]).validate().unwrap();
+    assert_eq!(default.backups.origin, "https://web.whatsapp.com");
+    let pointed = parse(&[
+        "--time-zone",
+        "UTC",
+        "--whatsapp-web-url",
+        "https://127.0.0.1:4010/",
+    ])
+    .validate()
+    .unwrap();
+    assert_eq!(pointed.backups.origin, "https://127.0.0.1:4010");
+    assert_eq!(pointed.chromium_config().url, "https://127.0.0.1:4010/");
+}
+
+#[test]
+fn a_long_outbox_request_timeout_lengthens_the_claim_instead_of_failing() {
+    let c = parse(&["--time-zone", "UTC", "--outbox-request-timeout", "10m"])
+        .validate()
+        .expect("a ten-minute delivery time-out is valid");
+    assert_eq!(c.delivery.outbox.request_timeout, Duration::from_secs(600));
+    assert!(c.delivery.outbox.claim_hold > Duration::from_secs(601));
+}
+
+#[test]
+fn every_subsystem_has_its_help_heading() {
+    let help = ServerConfig::command().render_long_help().to_string();
+    for heading in [
+        "HTTP:",
+        "Storage:",
+        "Authentication:",
+        "Browser:",
+        "Backups:",
+        "Keepalive:",
+        "Messages:",
+        "E-mails and webhooks:",
+        "Node:",
+    ] {
+        assert!(help.contains(heading), "--help lacks the heading {heading}");
+    }
+}
+
+/// The binary, with variables set but empty: they count as unset, so the run gets past
+/// parsing to validation (which this configuration fails on purpose, before anything
+/// starts), instead of refusing `FRONTEND_URL=""` as a URL.
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_whatsapp-server"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for var in [
+        "FRONTEND_URL",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "BACKUP_ENCRYPTION_KEY",
+        "ALERT_EMAIL",
+        "NODE_ID",
+        "TIME_ZONE",
+        "TZ",
+        "METRICS_TOKEN",
+        "PORT",
+    ] {
+        command.env(var, "");
+    }
+    let out = command
+        .args(["--host", "127.0.0.1", "--port", "4999"])
+        .args(["--metrics-listen", "127.0.0.1:4999"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("the server binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid METRICS_LISTEN"),
+        "parsing passed, validation refused: {stderr}"
+    );
 }

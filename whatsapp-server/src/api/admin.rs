@@ -363,7 +363,7 @@ pub(super) async fn set_webhook(
     crate::outbox::WebhookEndpoint::new(url.clone(), secret.clone())?;
     // Internal IP addresses and loopback names are refused now; a host name is resolved and
     // checked again at every delivery.
-    crate::outbox::target::check_url(&url, &state.config.outbox.webhook_allow)?;
+    crate::outbox::target::check_url(&url, &state.config.delivery.outbox.webhook_allow)?;
     if state.tenants.get_tenant(&tenant).await?.is_none() {
         // A tenant known only through its JWTs gets a row on its first webhook.
         match state
@@ -566,7 +566,7 @@ pub(super) async fn list_deleted_sessions(
     caller: Caller,
 ) -> Result<Json<Vec<DeletedSessionView>>, ApiError> {
     require_admin(&caller)?;
-    let retention = state.config.deleted_backup_retention;
+    let retention = state.config.backups.deleted_retention;
     let list = state.backups.list_quarantined().await?;
     Ok(Json(
         list.into_iter()

@@ -96,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            state.config.http.request_timeout,
+            state.config.http.limits.request_timeout,
         ))
         .layer(axum::middleware::map_response(request_timeout_body))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -127,7 +127,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route("/metrics", get(open_metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            state.config.http.request_timeout,
+            state.config.http.limits.request_timeout,
         ))
         .with_state(state)
 }
@@ -245,6 +245,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .collect();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "node": state.config.node_id.as_str(),
         "database": database,
         "restore": if restored { "done" } else { "running" },
         "dependencies": deps,
@@ -266,8 +267,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     let token = presented_key(&parts);
-    let by_token = match (&token, &state.config.metrics_token) {
-        (Some(presented), Some(wanted)) => crate::auth::same_secret(presented, wanted),
+    let by_token = match (&token, &state.config.http.metrics_token) {
+        (Some(presented), Some(wanted)) => crate::auth::same_secret(presented, wanted.expose()),
         _ => false,
     };
     if !by_token {
