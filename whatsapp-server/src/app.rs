@@ -47,7 +47,7 @@ use crate::realtime::RealtimeHub;
 use crate::sessions::SessionService;
 use crate::tenants::StoreWebhookDirectory;
 
-pub use crate::state::{AppState, Services};
+pub use crate::state::{AppState, Health, Services};
 
 /// A new session instance id (see [`crate::sessions::new_instance_id`]).
 pub use crate::sessions::new_instance_id;
@@ -211,26 +211,24 @@ impl App {
         let deps = crate::deps::Dependencies::new(&crate::deps::names(redis.is_some()));
         let state: AppState = Arc::new(Services {
             config,
-            sessions: stores.sessions.clone(),
-            tenants: stores.tenants.clone(),
-            numbers: stores.numbers.clone(),
-            outbox_store: stores.outbox.clone(),
-            outbox,
+            stores: stores.clone(),
             queue,
             lifecycle,
             backups,
+            outbox,
             realtime,
             auth,
             clock,
             metrics,
-            restored: AtomicBool::new(false),
-            deps,
-            redis: redis.map(crate::deps::RedisHandle),
-            database: stores.probe.clone(),
+            health: Health {
+                restored: AtomicBool::new(false),
+                redis: redis.map(crate::deps::RedisHandle),
+                deps,
+            },
         });
 
         let mut workers = Vec::new();
-        let sessions = state.sessions.clone();
+        let sessions = state.stores.sessions.clone();
         workers.push(
             state
                 .realtime
@@ -263,7 +261,7 @@ impl App {
             sessions = restored.len(),
             "start-up restore handed to the engine"
         );
-        state.restored.store(true, Ordering::SeqCst);
+        state.health.restored.store(true, Ordering::SeqCst);
 
         // 5./6. Monitoring runs in the engine and the jobs; now HTTP.
         let listener = match listener {
@@ -395,7 +393,7 @@ async fn forward_webhooks(
             if e.event.webhook(&e.session).is_none() {
                 continue;
             }
-            let Ok(Some(record)) = state.sessions.get(&e.session).await else {
+            let Ok(Some(record)) = state.stores.sessions.get(&e.session).await else {
                 continue;
             };
             if !tenant_has_webhook(&state, &record.tenant).await {
@@ -414,7 +412,7 @@ async fn forward_webhooks(
 }
 
 async fn tenant_has_webhook(state: &Services, tenant: &TenantId) -> bool {
-    matches!(state.tenants.get_tenant(tenant).await, Ok(Some(t)) if t.webhook_url.is_some())
+    matches!(state.stores.tenants.get_tenant(tenant).await, Ok(Some(t)) if t.webhook_url.is_some())
 }
 
 /// The file under `DATA_DIR` holding the generated admin key.

@@ -172,12 +172,13 @@ async fn probe(state: &Services, name: &'static str) -> Result<(), String> {
     let call = async {
         match name {
             DATABASE => state
+                .stores
                 .sessions
                 .get(&SessionId::new("dependency-probe").expect("valid id"))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            REDIS => match &state.redis {
+            REDIS => match &state.health.redis {
                 Some(conn) => {
                     let mut conn = conn.0.clone();
                     redis::cmd("PING")
@@ -215,11 +216,11 @@ pub fn names(redis: bool) -> Vec<&'static str> {
 
 /// Probes every dependency once and announces what changed.
 pub async fn probe_round(state: &Services, alerts: Option<&Arc<dyn Notifier>>) {
-    let names: Vec<&'static str> = state.deps.snapshot().keys().copied().collect();
+    let names: Vec<&'static str> = state.health.deps.snapshot().keys().copied().collect();
     for name in names {
         let result = probe(state, name).await;
         let now = state.clock.now();
-        let Some(announcement) = state.deps.record(name, result, now) else {
+        let Some(announcement) = state.health.deps.record(name, result, now) else {
             continue;
         };
         let (kind, data) = match &announcement {

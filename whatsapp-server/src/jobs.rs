@@ -232,7 +232,7 @@ async fn run_scheduled<F, Fut>(
 /// Deletes phone-number checks older than 24 hours; returns how many.
 pub async fn clean_number_cache(state: &Services) -> Result<u64> {
     let before = state.clock.now() - NUMBER_CHECK_TTL;
-    state.numbers.purge_checked_before(before).await
+    state.stores.numbers.purge_checked_before(before).await
 }
 
 /// For each session with an owner e-mail that expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`])
@@ -247,7 +247,7 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
     let today = now
         .with_timezone(&state.config.time_zone)
         .format("%Y-%m-%d");
-    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let records = state.stores.sessions.list(&SessionFilter::all()).await?;
     let mut queued = 0;
     for r in records {
         let (Some(to), Some(expires_at)) = (r.owner_email.clone(), r.expires_at) else {
@@ -297,7 +297,7 @@ pub async fn send_renewal_reminders(state: &Services) -> Result<usize> {
 pub async fn health_check(state: &Services) -> Result<Vec<SessionId>> {
     let now = state.clock.now();
     let running: HashSet<SessionId> = state.lifecycle.engine().running().into_iter().collect();
-    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let records = state.stores.sessions.list(&SessionFilter::all()).await?;
     let mut acted = Vec::new();
     for r in records {
         if state
@@ -381,10 +381,15 @@ pub async fn lost_profile(
         last_error: Some(Some(message)),
         ..Default::default()
     };
-    state.sessions.update(&record.id, &patch, now).await?;
+    state
+        .stores
+        .sessions
+        .update(&record.id, &patch, now)
+        .await?;
     match backup {
         Some(_) => state.lifecycle.restart(&record.id).await,
         None => state
+            .stores
             .sessions
             .transition(
                 &record.id,
@@ -432,7 +437,7 @@ pub struct CleanUpReport {
 /// the next run.
 pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
     let mut report = CleanUpReport::default();
-    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let records = state.stores.sessions.list(&SessionFilter::all()).await?;
     let known: HashSet<SessionId> = records.into_iter().map(|r| r.id).collect();
 
     // 1. Orphan profiles (the engine's own sessions count as known).
@@ -462,7 +467,7 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
         if known.contains(&id) {
             continue;
         }
-        match state.sessions.get(&id).await {
+        match state.stores.sessions.get(&id).await {
             Ok(None) => match state.lifecycle.stop(&id).await {
                 Ok(()) => {
                     tracing::info!(session = %id, "stopped a session whose record was deleted");
@@ -505,7 +510,7 @@ pub async fn clean_up(state: &Services) -> Result<CleanUpReport> {
 async fn sweep_backups(state: &Services, report: &mut CleanUpReport) -> Result<()> {
     let running: HashSet<SessionId> = state.lifecycle.engine().running().into_iter().collect();
     for id in state.backups.sessions_with_backups().await? {
-        if running.contains(&id) || state.sessions.get(&id).await?.is_some() {
+        if running.contains(&id) || state.stores.sessions.get(&id).await?.is_some() {
             continue;
         }
         let tenant = state
@@ -609,7 +614,7 @@ fn terminate(pid: u32) -> std::io::Result<()> {
 /// excepted).
 pub async fn monitor(state: &Services) -> Result<()> {
     let now = state.clock.now();
-    let records = state.sessions.list(&SessionFilter::all()).await?;
+    let records = state.stores.sessions.list(&SessionFilter::all()).await?;
     let mut counts: BTreeMap<&'static str, usize> =
         SessionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for r in &records {

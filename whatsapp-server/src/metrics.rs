@@ -247,7 +247,7 @@ impl Metrics {
         let mut scrape = Registry::with_prefix("whatsapp");
         let mut errors = 0u64;
 
-        match state.sessions.list(&SessionFilter::all()).await {
+        match state.stores.sessions.list(&SessionFilter::all()).await {
             Ok(records) => {
                 let sessions = Family::<Label, Gauge>::default();
                 for status in SessionStatus::ALL {
@@ -309,7 +309,7 @@ impl Metrics {
             }
         }
 
-        match state.outbox_store.pending_stats(now).await {
+        match state.stores.outbox.pending_stats(now).await {
             Ok((pending, oldest)) => {
                 let g = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
                 g.set(i64::try_from(pending).unwrap_or(i64::MAX));
@@ -334,7 +334,7 @@ impl Metrics {
         }
 
         let up = Family::<Label, Gauge>::default();
-        for (name, s) in state.deps.snapshot() {
+        for (name, s) in state.health.deps.snapshot() {
             up.get_or_create(&[("dependency", name.to_owned())])
                 .set(i64::from(s.up));
         }
@@ -345,7 +345,7 @@ impl Metrics {
         );
 
         let restored = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        restored.set(i64::from(state.restored.load(Ordering::SeqCst)));
+        restored.set(i64::from(state.health.restored.load(Ordering::SeqCst)));
         scrape.register(
             "restore_done",
             "1 once the start-up restore was handed to the engine",

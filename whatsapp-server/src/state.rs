@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use whatsapp_core::{Clock, SessionStore};
+use whatsapp_core::Clock;
 use whatsapp_storage::backup::BackupManager;
-use whatsapp_storage::store::{MessageQueue, NumberCache, OutboxStore, TenantStore};
+use whatsapp_storage::store::{MessageQueue, Stores};
 
 use crate::auth::Auth;
 use crate::config::CheckedServerConfig;
@@ -21,21 +21,17 @@ use crate::sessions::SessionService;
 /// [`crate::app::App::start`]; handlers get it as `State<AppState>`.
 pub type AppState = Arc<Services>;
 
-/// The wired services of one running server.
+/// The wired services of one running server, grouped: the configuration, the stores, the
+/// session lifecycle and backups, the outlets (outbox, Socket.IO), the callers' identity,
+/// the clock, and the server's own health.
 #[derive(Debug)]
 pub struct Services {
     /// The checked configuration.
     pub config: CheckedServerConfig,
-    /// Session records.
-    pub sessions: Arc<dyn SessionStore>,
-    /// Tenants, their API keys and webhook endpoints.
-    pub tenants: Arc<dyn TenantStore>,
-    /// The phone-number check cache.
-    pub numbers: Arc<dyn NumberCache>,
-    /// The outbox's store (listing, requeueing dead letters).
-    pub outbox_store: Arc<dyn OutboxStore>,
-    /// Durable e-mails and webhooks.
-    pub outbox: Outbox,
+    /// The database's stores: session records, tenants and keys, the number cache, the
+    /// outbox, and the write probe. (`stores.messages` is the database's message queue; the
+    /// one in use, Redis's when configured, is [`Services::queue`].)
+    pub stores: Stores,
     /// The message queue behind the workers (Redis or the database).
     pub queue: Arc<dyn MessageQueue>,
     /// The session lifecycle: the keepalive engine (one task and one browser per running
@@ -43,6 +39,8 @@ pub struct Services {
     pub lifecycle: SessionService,
     /// Backups of session profiles.
     pub backups: Arc<BackupManager>,
+    /// Durable e-mails and webhooks.
+    pub outbox: Outbox,
     /// The Socket.IO hub.
     pub realtime: RealtimeHub,
     /// Who is calling.
@@ -51,13 +49,17 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The server's own health: the start-up restore and the dependencies.
+    pub health: Health,
+}
+
+/// What `/readyz`, the metrics and the dependency watcher read about the server itself.
+#[derive(Debug)]
+pub struct Health {
     /// Whether the start-up restore has been handed to the engine (`/readyz`).
     pub restored: AtomicBool,
     /// The Redis connection, when `REDIS_URL` is set.
     pub redis: Option<crate::deps::RedisHandle>,
     /// The health of the database, Redis and the backup store ([`crate::deps`]).
     pub deps: crate::deps::Dependencies,
-    /// The database's write probe (`/readyz`, and the lifecycle routes whose status writes
-    /// happen in the engine).
-    pub database: Arc<dyn whatsapp_storage::store::WriteProbe>,
 }

@@ -1333,7 +1333,7 @@ async fn outbox_listing_is_validated_and_only_dead_items_replay() {
         .error(400, "invalid_query");
 
     // Items due tomorrow: the worker leaves them alone while the test looks at them.
-    let store = s.app.state().outbox_store.clone();
+    let store = s.app.state().stores.outbox.clone();
     let tomorrow = SystemClock.now() + chrono::TimeDelta::days(1);
     let email = || NewOutboxItem {
         kind: OutboxKind::Email,

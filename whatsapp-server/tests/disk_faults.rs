@@ -233,7 +233,7 @@ impl Server {
     /// that room (and is durable: a 2xx for it is right); one-row probe writes use it up
     /// until one fails, so that every route meets a really full disk.
     async fn exhaust(&self, fs: &SmallFs) {
-        let probe = self.app.state().database.clone();
+        let probe = self.app.state().stores.probe.clone();
         for _ in 0..1000 {
             fs.fill();
             match probe.probe_write(SystemClock.now()).await {
@@ -433,7 +433,7 @@ async fn prepare(s: &Server) -> (String, i64, String, BTreeSet<i64>, BTreeSet<i6
     let f = s.post("/api/sessions/alpha/fallback", json!({})).await;
     outbox_ids.insert(id_of(f.ok("fallback", 202), "outbox_id"));
     // A dead letter due tomorrow (the worker leaves it alone), for the replay route.
-    let store = s.app.state().outbox_store.clone();
+    let store = s.app.state().stores.outbox.clone();
     let tomorrow = SystemClock.now() + chrono::TimeDelta::days(1);
     let item = NewOutboxItem {
         kind: OutboxKind::Email,
@@ -605,7 +605,7 @@ async fn read_only_disk_is_not_ready_refuses_writes_and_recovers_after_remount_r
             start.elapsed() < DEADLINE,
             "still read-only {DEADLINE:?} after remount,rw: {} ({:?})",
             a.text,
-            s.app.state().database
+            s.app.state().stores.probe
         );
         tokio::time::sleep(POLL).await;
     }

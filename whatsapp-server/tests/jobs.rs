@@ -96,9 +96,10 @@ impl Harness {
         let state = self.app.state();
         let id = SessionId::new(id).unwrap();
         let record = SessionRecord::new(id.clone(), TenantId::new("acme").unwrap(), changed_at);
-        state.sessions.create(&record).await.unwrap();
+        state.stores.sessions.create(&record).await.unwrap();
         if status != record.status {
             state
+                .stores
                 .sessions
                 .transition(&id, &[], status, changed_at)
                 .await
@@ -127,6 +128,7 @@ impl Harness {
     async fn patch(&self, id: &SessionId, patch: SessionPatch) {
         self.app
             .state()
+            .stores
             .sessions
             .update(id, &patch, self.now())
             .await
@@ -168,7 +170,7 @@ async fn renewal_reminders_go_once_a_day_to_owners_of_sessions_expiring_within_a
     h.clock.advance(Duration::from_secs(60));
     assert_eq!(jobs::send_renewal_reminders(state).await.unwrap(), 0);
 
-    let items = state.outbox_store.list(None, 100, None).await.unwrap();
+    let items = state.stores.outbox.list(None, 100, None).await.unwrap();
     let reminders: Vec<_> = items
         .iter()
         .filter(|i| i.payload["type"] == "renewal_reminder")
@@ -192,7 +194,7 @@ async fn number_checks_older_than_a_day_are_purged() {
     let h = Harness::start().await;
     let now = h.now();
     let sid = h.session("alice", SessionStatus::Ready, now).await;
-    let numbers = &h.app.state().numbers;
+    let numbers = &h.app.state().stores.numbers;
     let old = PhoneNumber::new("+34600000001").unwrap();
     let fresh = PhoneNumber::new("+34600000002").unwrap();
     for (phone, age) in [(&old, hours(25)), (&fresh, hours(23))] {
@@ -276,7 +278,7 @@ async fn health_check_notices_a_profile_deleted_under_a_running_session() {
         jobs::health_check(state).await.unwrap(),
         vec![linked.clone()]
     );
-    let r = state.sessions.get(&linked).await.unwrap().unwrap();
+    let r = state.stores.sessions.get(&linked).await.unwrap().unwrap();
     assert_eq!(r.status, SessionStatus::Error, "no longer reported ready");
     let err = r.last_error.unwrap_or_default();
     assert!(
@@ -330,7 +332,7 @@ async fn clean_up_removes_orphan_profiles_stops_deleted_sessions_and_ends_stray_
     let gone = h.session("gone", SessionStatus::Ready, now).await;
     assert!(state.lifecycle.start(&gone).await.unwrap());
     h.browser.wait_until(|b| b.launches(&gone) == 1).await;
-    assert!(state.sessions.delete(&gone).await.unwrap());
+    assert!(state.stores.sessions.delete(&gone).await.unwrap());
 
     // A browser left on the profile of a session that does not run (a stand-in: a shell
     // waiting on its standard input, with the flag in its command line).

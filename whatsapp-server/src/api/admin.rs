@@ -92,6 +92,7 @@ pub(super) async fn create_tenant(
     require_admin(&caller)?;
     let id = TenantId::new(&body.id)?;
     let tenant = state
+        .stores
         .tenants
         .create_tenant(
             &NewTenant {
@@ -114,6 +115,7 @@ pub(super) async fn list_tenants(
     require_admin(&caller)?;
     Ok(Json(
         state
+            .stores
             .tenants
             .list_tenants()
             .await?
@@ -136,6 +138,7 @@ pub(super) async fn get_tenant(
     let tenant = TenantId::new(&tenant)?;
     own_or_admin(&caller, &tenant)?;
     let t = state
+        .stores
         .tenants
         .get_tenant(&tenant)
         .await?
@@ -160,7 +163,7 @@ pub(super) async fn delete_tenant(
         name: None,
         statuses: Vec::new(),
     };
-    let sessions = state.sessions.list(&filter).await?;
+    let sessions = state.stores.sessions.list(&filter).await?;
     if !sessions.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -171,7 +174,7 @@ pub(super) async fn delete_tenant(
             ),
         ));
     }
-    if state.tenants.delete_tenant(&tenant).await? {
+    if state.stores.tenants.delete_tenant(&tenant).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("tenant {tenant}")))
@@ -238,6 +241,7 @@ pub(super) async fn create_key(
     let tenant = TenantId::new(&tenant)?;
     let key = generate_key();
     let record = state
+        .stores
         .tenants
         .add_api_key(
             &tenant,
@@ -271,6 +275,7 @@ pub(super) async fn list_keys(
     own_or_admin(&caller, &tenant)?;
     Ok(Json(
         state
+            .stores
             .tenants
             .list_api_keys(&tenant)
             .await?
@@ -293,6 +298,7 @@ pub(super) async fn revoke_key(
     let tenant = TenantId::new(&tenant)?;
     own_or_admin(&caller, &tenant)?;
     let owned = state
+        .stores
         .tenants
         .list_api_keys(&tenant)
         .await?
@@ -300,6 +306,7 @@ pub(super) async fn revoke_key(
         .any(|k| k.id == key && k.revoked_at.is_none());
     if owned
         && state
+            .stores
             .tenants
             .revoke_api_key(&key, state.clock.now())
             .await?
@@ -364,9 +371,10 @@ pub(super) async fn set_webhook(
     // Internal IP addresses and loopback names are refused now; a host name is resolved and
     // checked again at every delivery.
     crate::outbox::target::check_url(&url, &state.config.delivery.outbox.webhook_allow)?;
-    if state.tenants.get_tenant(&tenant).await?.is_none() {
+    if state.stores.tenants.get_tenant(&tenant).await?.is_none() {
         // A tenant known only through its JWTs gets a row on its first webhook.
         match state
+            .stores
             .tenants
             .create_tenant(
                 &NewTenant {
@@ -382,6 +390,7 @@ pub(super) async fn set_webhook(
         }
     }
     state
+        .stores
         .tenants
         .set_webhook(&tenant, Some(url.as_str()), Some(&secret))
         .await?;
@@ -402,7 +411,11 @@ pub(super) async fn clear_webhook(
 ) -> Result<StatusCode, ApiError> {
     let tenant = TenantId::new(&tenant)?;
     own_or_admin(&caller, &tenant)?;
-    state.tenants.set_webhook(&tenant, None, None).await?;
+    state
+        .stores
+        .tenants
+        .set_webhook(&tenant, None, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -499,7 +512,7 @@ pub(super) async fn list_outbox(
             format!("limit must be between 1 and 500, not {limit}"),
         ));
     }
-    let items = state.outbox_store.list(status, limit, q.before).await?;
+    let items = state.stores.outbox.list(status, limit, q.before).await?;
     Ok(Json(items.into_iter().map(OutboxView::from).collect()))
 }
 
@@ -515,7 +528,8 @@ pub(super) async fn replay_outbox(
 ) -> Result<Json<OutboxView>, ApiError> {
     require_admin(&caller)?;
     let item = state
-        .outbox_store
+        .stores
+        .outbox
         .requeue_dead(item, state.clock.now())
         .await?;
     state.outbox.wake();
@@ -619,6 +633,7 @@ pub(super) async fn recover_deleted_session(
         None => marker.name.clone().unwrap_or_else(|| instance.clone()),
     };
     let taken = state
+        .stores
         .sessions
         .list(&SessionFilter {
             tenant: Some(tenant.clone()),
@@ -626,7 +641,7 @@ pub(super) async fn recover_deleted_session(
             statuses: Vec::new(),
         })
         .await?;
-    if !taken.is_empty() || state.sessions.get(&instance).await?.is_some() {
+    if !taken.is_empty() || state.stores.sessions.get(&instance).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -638,8 +653,13 @@ pub(super) async fn recover_deleted_session(
     state.backups.recover_quarantined(&instance).await?;
     let mut record = SessionRecord::named(instance.clone(), name, tenant, state.clock.now());
     record.status = SessionStatus::Stopped;
-    state.sessions.create(&record).await?;
-    let record = state.sessions.get(&instance).await?.unwrap_or(record);
+    state.stores.sessions.create(&record).await?;
+    let record = state
+        .stores
+        .sessions
+        .get(&instance)
+        .await?
+        .unwrap_or(record);
     Ok((
         StatusCode::CREATED,
         Json(SessionView::build(&state, record)),

@@ -93,6 +93,7 @@ pub(super) async fn backup_now(
             ..Default::default()
         };
         state
+            .stores
             .sessions
             .update(&record.id, &patch, state.clock.now())
             .await?;

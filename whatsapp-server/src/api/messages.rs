@@ -195,7 +195,7 @@ pub(super) async fn check_number(
     let record = load_session(&state, &caller, &id).await?;
     // Microseconds: what the database keeps, so a cached answer reads the same.
     let now = whatsapp_core::types::truncate_micros(state.clock.now());
-    if let Some(hit) = state.numbers.get(&record.id, &phone).await?
+    if let Some(hit) = state.stores.numbers.get(&record.id, &phone).await?
         && now - hit.checked_at < NUMBER_CACHE_TTL
     {
         return Ok(Json(view(hit, true)));
@@ -224,7 +224,7 @@ pub(super) async fn check_number(
         wid,
         checked_at: now,
     };
-    state.numbers.put(&entry).await?;
+    state.stores.numbers.put(&entry).await?;
     Ok(Json(view(entry, false)))
 }
 

@@ -187,7 +187,7 @@ const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 async fn probe_database(state: &Services) -> whatsapp_core::Result<()> {
     match tokio::time::timeout(
         WRITE_PROBE_TIMEOUT,
-        state.database.probe_write(state.clock.now()),
+        state.stores.probe.probe_write(state.clock.now()),
     )
     .await
     {
@@ -224,11 +224,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = &db {
         tracing::warn!(error = %e, "readiness: the database does not take writes");
     }
-    let restored = state.restored.load(Ordering::SeqCst);
+    let restored = state.health.restored.load(Ordering::SeqCst);
     // Redis carries the message queue when configured: without it nothing can be queued.
-    let redis_ok = state.deps.is_up(crate::deps::REDIS);
+    let redis_ok = state.health.deps.is_up(crate::deps::REDIS);
     let ready = db_ok && restored && redis_ok;
     let deps: serde_json::Map<String, serde_json::Value> = state
+        .health
         .deps
         .snapshot()
         .into_iter()
@@ -370,7 +371,7 @@ pub async fn load_session(
         name: Some(name.clone()),
         statuses: Vec::new(),
     };
-    let mut found = state.sessions.list(&filter).await?;
+    let mut found = state.stores.sessions.list(&filter).await?;
     match found.len() {
         0 => Err(not_found()),
         1 => Ok(found.remove(0)),

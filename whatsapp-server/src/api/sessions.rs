@@ -215,7 +215,7 @@ pub(super) async fn list_sessions(
         name: None,
         statuses: Vec::new(),
     };
-    let records = state.sessions.list(&filter).await?;
+    let records = state.stores.sessions.list(&filter).await?;
     Ok(Json(
         records
             .into_iter()
@@ -350,6 +350,7 @@ pub(super) async fn logout_session(
 
 async fn accepted(state: &Services, id: &SessionId) -> Result<Response, ApiError> {
     let record = state
+        .stores
         .sessions
         .get(id)
         .await?
