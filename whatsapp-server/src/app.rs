@@ -3,17 +3,24 @@
 //!
 //! # Start-up order
 //!
-//! 1. databases: the session store, outbox, message queue, tenants and number cache
-//!    ([`whatsapp_storage::store::open`]); Redis when `REDIS_URL` is set;
-//! 2. the real-time channel ([`RealtimeHub`]) and the engine-event forwarders (Socket.IO,
-//!    webhooks);
-//! 3. scheduled jobs ([`crate::jobs`]) and the outbox and message workers;
-//! 4. restore: every session whose status says it should run is started, staggered, with
-//!    bounded concurrent launches; each launch restores its profile from disk, or from the
-//!    newest verified backup when the disk lost it ([`ManagedBackup`]);
-//! 5. monitoring (the engine's layers and the health-check job);
-//! 6. HTTP ([`crate::api::router`]). `/readyz` answers 200 once the restore has been handed
-//!    to the engine.
+//! [`App::start`] runs the seed's steps, each one function of this module:
+//!
+//! 1. databases, `open_databases`: the session store, outbox, message queue, tenants and
+//!    number cache ([`whatsapp_storage::store::open`]); Redis when `REDIS_URL` is set.
+//!    Then `wire` composes the services without starting anything: the outbox, backups, the
+//!    session lifecycle ([`SessionService`]), authentication, the real-time hub;
+//! 2. the real-time channel's forwarders, `forward_events`: engine events to Socket.IO,
+//!    webhooks and metrics;
+//! 3. scheduled jobs and workers, `spawn_jobs_and_workers`: the outbox worker, the cron
+//!    jobs ([`crate::jobs`]), the dependency watcher ([`crate::deps`]);
+//! 4. restore, `restore_sessions`: every session whose status says it should run is
+//!    started, staggered, with bounded concurrent launches; each launch restores its profile
+//!    from disk, or from the newest verified backup when the disk lost it
+//!    ([`ManagedBackup`]);
+//! 5. monitoring: the engine's (each session's policy runs the hourly monitoring and the
+//!    health check) and the jobs'; nothing more starts for it;
+//! 6. HTTP, `serve_http`: [`crate::api::router`]. `/readyz` answers 200 once the restore
+//!    has been handed to the engine.
 //!
 //! # Shutdown
 //!
@@ -28,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,11 +43,12 @@ use whatsapp_chromium::ChromiumDriver;
 use whatsapp_core::{BrowserDriver, Clock, Error, Result, SystemClock, TenantId};
 use whatsapp_keepalive::{EngineDeps, EngineEvent};
 use whatsapp_storage::backup::{BackupConfig, BackupManager, LocalBackupSink, S3BackupSink};
+use whatsapp_storage::store::{MessageQueue, Stores};
 
 use crate::auth::Auth;
 use crate::backup::ManagedBackup;
 use crate::config::{BackupTarget, CheckedServerConfig, Secret};
-use crate::messaging::{Messaging, WorkerConfig, backends};
+use crate::messaging::{Messaging, RateLimiter, WorkerConfig, backends};
 use crate::metrics::Metrics;
 use crate::notify::{HttpEmailNotifier, LogNotifier};
 use crate::outbox::{Outbox, OutboxNotifier, OutboxWorker, WebhookEvent};
@@ -47,7 +56,8 @@ use crate::realtime::RealtimeHub;
 use crate::sessions::SessionService;
 use crate::tenants::StoreWebhookDirectory;
 
-pub use crate::state::{AppState, Health, Services};
+use crate::state::Health;
+pub use crate::state::{AppState, Services};
 
 /// A new session instance id (see [`crate::sessions::new_instance_id`]).
 pub use crate::sessions::new_instance_id;
@@ -96,235 +106,344 @@ impl App {
         listener: Option<TcpListener>,
     ) -> Result<RunningApp> {
         let cancel = CancellationToken::new();
-        let clock = parts.clock.clone();
-
-        // 1. Databases.
-        std::fs::create_dir_all(&config.storage.sessions_path).map_err(|e| {
-            Error::unavailable(
-                "sessions directory",
-                format!(
-                    "cannot create {}: {e}",
-                    config.storage.sessions_path.display()
-                ),
-            )
-        })?;
-        let stores = whatsapp_storage::store::open(config.storage.database_url.expose()).await?;
-        let redis = match &config.storage.redis_url {
-            Some(url) => Some(connect_redis(url.expose()).await?),
-            None => None,
-        };
-        let (queue, limiter) = backends(
-            redis.clone(),
-            "whatsapp",
-            stores.messages.clone(),
-            config.pacing,
-        )?;
-
-        // Outbox: the engine's e-mails and the webhooks go through it.
-        let direct_emails: Option<Arc<dyn whatsapp_core::Notifier>> =
-            match &config.delivery.frontend_url {
-                Some(url) => {
-                    let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
-                    if let Some(token) = &config.delivery.email_api_token {
-                        n = n.with_bearer(token.expose().clone());
-                    }
-                    Some(Arc::new(n))
-                }
-                None => None,
-            };
-        let emails: Arc<dyn whatsapp_core::Notifier> = direct_emails
-            .clone()
-            .unwrap_or_else(|| Arc::new(LogNotifier));
-        let outbox_worker = OutboxWorker::new(
-            stores.outbox.clone(),
-            emails,
-            clock.clone(),
-            config.delivery.outbox.clone(),
-        )?
-        .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
-        let outbox =
-            Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
-
-        // Backups.
-        let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backups.target {
-            BackupTarget::Local(dir) => Arc::new(LocalBackupSink::new(dir)),
-            BackupTarget::S3(s3) => Arc::new(S3BackupSink::new(s3.clone())?),
-        };
-        let mut backup_config = BackupConfig::new(config.storage.data_dir.join("backup-work"));
-        backup_config.encryption_key = config
-            .backups
-            .encryption_key
-            .as_ref()
-            .map(|k| k.expose().clone());
-        backup_config.retention = config.backups.retention;
-        backup_config.origin = config.backups.origin.clone();
-        let backups = Arc::new(BackupManager::new(sink, clock.clone(), backup_config));
-
-        // The session lifecycle: the engine paired with the message workers.
-        let metrics = Metrics::new();
-        let lifecycle = SessionService::build(
-            config.keepalive_config(),
-            |sender| {
-                Messaging::new(
-                    queue.clone(),
-                    limiter,
-                    sender,
-                    clock.clone(),
-                    WorkerConfig::default(),
-                )
-                .with_sessions(stores.sessions.clone())
-            },
-            |sender| EngineDeps {
-                driver: parts.driver.clone(),
-                store: stores.sessions.clone(),
-                notifier: Arc::new(OutboxNotifier::new(outbox.clone()).dedupe_by_content()),
-                clock: clock.clone(),
-                backup: Arc::new(
-                    ManagedBackup::new(backups.clone(), &config.storage.sessions_path)
-                        .with_store(stores.sessions.clone())
-                        .with_metrics(metrics.clone()),
-                ),
-                sender,
-                sessions_path: config.storage.sessions_path.clone(),
-                seed: rand::random(),
-            },
-            backups.clone(),
-            &config.storage.sessions_path,
-        )?;
-
-        let auth = Auth::new(
-            config
-                .auth
-                .admin_api_key
-                .as_ref()
-                .map(|k| k.expose().clone()),
-            config
-                .auth
-                .supabase_jwt_secret
-                .as_ref()
-                .map(|s| s.expose().as_str()),
-            stores.tenants.clone(),
-        )?;
-        // 2. Real-time channel.
-        let (socket_layer, realtime) = RealtimeHub::new(Arc::new(auth.clone()));
-
-        let deps = crate::deps::Dependencies::new(&crate::deps::names(redis.is_some()));
-        let state: AppState = Arc::new(Services {
-            config,
-            stores: stores.clone(),
-            queue,
-            lifecycle,
-            backups,
-            outbox,
-            realtime,
-            auth,
-            clock,
-            metrics,
-            health: Health {
-                restored: AtomicBool::new(false),
-                redis: redis.map(crate::deps::RedisHandle),
-                deps,
-            },
-        });
-
-        let mut workers = Vec::new();
-        let sessions = state.stores.sessions.clone();
-        workers.push(
-            state
-                .realtime
-                .forward(state.lifecycle.engine().subscribe(), move |id| {
-                    let sessions = sessions.clone();
-                    async move {
-                        let r = sessions.get(&id).await.ok().flatten()?;
-                        Some((r.tenant, r.name))
-                    }
-                }),
-        );
-        workers.push(tokio::spawn(forward_webhooks(
-            state.clone(),
-            state.lifecycle.engine().subscribe(),
-        )));
-        workers.push(state.metrics.follow(state.lifecycle.engine().subscribe()));
-
-        // 3. Scheduled jobs and workers.
-        workers.push(tokio::spawn(outbox_worker.run(cancel.clone())));
-        workers.extend(crate::jobs::spawn(state.clone(), cancel.clone()));
-        workers.push(crate::deps::spawn(
-            state.clone(),
+        let databases = open_databases(&config).await?;
+        let Wired {
+            state,
+            outbox_worker,
             direct_emails,
-            cancel.clone(),
+            socket_layer,
+        } = wire(config, parts, databases)?;
+        let mut workers = forward_events(&state);
+        workers.extend(spawn_jobs_and_workers(
+            &state,
+            outbox_worker,
+            direct_emails,
+            &cancel,
         ));
-
-        // 4. Restore every session that should run.
-        let restored = state.lifecycle.restore_all().await?;
-        tracing::info!(
-            sessions = restored.len(),
-            "start-up restore handed to the engine"
-        );
-        state.health.restored.store(true, Ordering::SeqCst);
-
-        // 5./6. Monitoring runs in the engine and the jobs; now HTTP.
-        let listener = match listener {
-            Some(l) => l,
-            None => TcpListener::bind(state.config.http.listen)
-                .await
-                .map_err(|e| {
-                    Error::unavailable(
-                        "HTTP listener",
-                        format!("cannot listen on {}: {e}", state.config.http.listen),
-                    )
-                })?,
-        };
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::unavailable("HTTP listener", e.to_string()))?;
-        let limits = state.config.http.limits;
-        // The body time-out wraps Socket.IO too (its polling POSTs have bodies; its held
-        // GETs and WebSocket upgrades have none); the request time-out is inside
-        // `api::router`, so Socket.IO's held long-polling requests are not cut.
-        let router = crate::api::router(state.clone()).layer(socket_layer).layer(
-            tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout),
-        );
-        let mut metrics_addr = None;
-        if let Some(wanted) = state.config.http.metrics_listen {
-            let metrics_listener = TcpListener::bind(wanted).await.map_err(|e| {
-                Error::unavailable(
-                    "metrics listener",
-                    format!("cannot listen on {wanted}: {e}"),
-                )
-            })?;
-            let bound = metrics_listener
-                .local_addr()
-                .map_err(|e| Error::unavailable("metrics listener", e.to_string()))?;
-            metrics_addr = Some(bound);
-            let metrics_router = crate::api::metrics_router(state.clone());
-            let metrics_cancel = cancel.clone();
-            workers.push(tokio::spawn(async move {
-                if let Err(e) =
-                    crate::serve::serve(metrics_listener, metrics_router, limits, metrics_cancel)
-                        .await
-                {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            }));
-            tracing::info!(addr = %bound, "metrics listening without a key");
-        }
-        let http = tokio::spawn(crate::serve::serve(
-            listener,
-            router,
-            limits,
-            cancel.clone(),
-        ));
-        tracing::info!(%addr, node = %state.config.node_id.as_str(), "HTTP listening");
+        restore_sessions(&state).await?;
+        // Step 5, monitoring, is the engine's (hourly monitoring and the health check in
+        // each session's policy) and the jobs'; nothing more to start for it.
+        let http = serve_http(&state, listener, socket_layer, &cancel).await?;
+        workers.extend(http.metrics);
         Ok(RunningApp {
-            addr,
-            metrics_addr,
+            addr: http.addr,
+            metrics_addr: http.metrics_addr,
             state,
             cancel,
-            http,
+            http: http.server,
             workers,
         })
     }
+}
+
+/// What step 1 opens.
+struct Databases {
+    stores: Stores,
+    redis: Option<redis::aio::ConnectionManager>,
+    queue: Arc<dyn MessageQueue>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+/// Step 1, the databases: the sessions directory, the session store, outbox, message queue,
+/// tenants and number cache ([`whatsapp_storage::store::open`]); Redis when `REDIS_URL` is
+/// set, which then carries the message queue and the rate limiter.
+async fn open_databases(config: &CheckedServerConfig) -> Result<Databases> {
+    std::fs::create_dir_all(&config.storage.sessions_path).map_err(|e| {
+        Error::unavailable(
+            "sessions directory",
+            format!(
+                "cannot create {}: {e}",
+                config.storage.sessions_path.display()
+            ),
+        )
+    })?;
+    let stores = whatsapp_storage::store::open(config.storage.database_url.expose()).await?;
+    let redis = match &config.storage.redis_url {
+        Some(url) => Some(connect_redis(url.expose()).await?),
+        None => None,
+    };
+    let (queue, limiter) = backends(
+        redis.clone(),
+        "whatsapp",
+        stores.messages.clone(),
+        config.pacing,
+    )?;
+
+    Ok(Databases {
+        stores,
+        redis,
+        queue,
+        limiter,
+    })
+}
+
+/// The services wired together, before anything runs.
+struct Wired {
+    state: AppState,
+    outbox_worker: OutboxWorker,
+    direct_emails: Option<Arc<dyn whatsapp_core::Notifier>>,
+    socket_layer: SocketIoLayer,
+}
+
+/// The composition (no task started yet): the outbox and its worker, backups, the session
+/// lifecycle (the keepalive engine paired with the message workers), authentication, the
+/// real-time hub, and the shared [`Services`].
+fn wire(config: CheckedServerConfig, parts: AppParts, databases: Databases) -> Result<Wired> {
+    let Databases {
+        stores,
+        redis,
+        queue,
+        limiter,
+    } = databases;
+    let clock = parts.clock.clone();
+    // Outbox: the engine's e-mails and the webhooks go through it.
+    let direct_emails: Option<Arc<dyn whatsapp_core::Notifier>> =
+        match &config.delivery.frontend_url {
+            Some(url) => {
+                let mut n = HttpEmailNotifier::for_frontend(url, Duration::from_secs(15))?;
+                if let Some(token) = &config.delivery.email_api_token {
+                    n = n.with_bearer(token.expose().clone());
+                }
+                Some(Arc::new(n))
+            }
+            None => None,
+        };
+    let emails: Arc<dyn whatsapp_core::Notifier> = direct_emails
+        .clone()
+        .unwrap_or_else(|| Arc::new(LogNotifier));
+    let outbox_worker = OutboxWorker::new(
+        stores.outbox.clone(),
+        emails,
+        clock.clone(),
+        config.delivery.outbox.clone(),
+    )?
+    .with_webhooks(Arc::new(StoreWebhookDirectory::new(stores.tenants.clone())));
+    let outbox =
+        Outbox::new(stores.outbox.clone(), clock.clone()).with_waker(outbox_worker.waker());
+
+    // Backups.
+    let sink: Arc<dyn whatsapp_core::BackupSink> = match &config.backups.target {
+        BackupTarget::Local(dir) => Arc::new(LocalBackupSink::new(dir)),
+        BackupTarget::S3(s3) => Arc::new(S3BackupSink::new(s3.clone())?),
+    };
+    let mut backup_config = BackupConfig::new(config.storage.data_dir.join("backup-work"));
+    backup_config.encryption_key = config
+        .backups
+        .encryption_key
+        .as_ref()
+        .map(|k| k.expose().clone());
+    backup_config.retention = config.backups.retention;
+    backup_config.origin = config.backups.origin.clone();
+    let backups = Arc::new(BackupManager::new(sink, clock.clone(), backup_config));
+
+    // The session lifecycle: the engine paired with the message workers.
+    let metrics = Metrics::new();
+    let lifecycle = SessionService::build(
+        config.keepalive_config(),
+        |sender| {
+            Messaging::new(
+                queue.clone(),
+                limiter,
+                sender,
+                clock.clone(),
+                WorkerConfig::default(),
+            )
+            .with_sessions(stores.sessions.clone())
+        },
+        |sender| EngineDeps {
+            driver: parts.driver.clone(),
+            store: stores.sessions.clone(),
+            notifier: Arc::new(OutboxNotifier::new(outbox.clone()).dedupe_by_content()),
+            clock: clock.clone(),
+            backup: Arc::new(
+                ManagedBackup::new(backups.clone(), &config.storage.sessions_path)
+                    .with_store(stores.sessions.clone())
+                    .with_metrics(metrics.clone()),
+            ),
+            sender,
+            sessions_path: config.storage.sessions_path.clone(),
+            seed: rand::random(),
+        },
+        backups.clone(),
+        &config.storage.sessions_path,
+    )?;
+
+    let auth = Auth::new(
+        config
+            .auth
+            .admin_api_key
+            .as_ref()
+            .map(|k| k.expose().clone()),
+        config
+            .auth
+            .supabase_jwt_secret
+            .as_ref()
+            .map(|s| s.expose().as_str()),
+        stores.tenants.clone(),
+    )?;
+    // The real-time channel (its forwarders start in step 2).
+    let (socket_layer, realtime) = RealtimeHub::new(Arc::new(auth.clone()));
+
+    let deps = crate::deps::Dependencies::new(&crate::deps::names(redis.is_some()));
+    let state: AppState = Arc::new(Services {
+        config,
+        stores: stores.clone(),
+        queue,
+        lifecycle,
+        backups,
+        outbox,
+        realtime,
+        auth,
+        clock,
+        metrics,
+        health: Health {
+            restored: AtomicBool::new(false),
+            redis: redis.map(crate::deps::RedisHandle),
+            deps,
+        },
+    });
+
+    Ok(Wired {
+        state,
+        outbox_worker,
+        direct_emails,
+        socket_layer,
+    })
+}
+
+/// Step 2, the real-time channel's forwarders: engine events to Socket.IO rooms, to
+/// webhooks (through the outbox) and to the metrics, each from [`crate::events`].
+fn forward_events(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut workers = Vec::new();
+    let sessions = state.stores.sessions.clone();
+    workers.push(
+        state
+            .realtime
+            .forward(state.lifecycle.engine().subscribe(), move |id| {
+                let sessions = sessions.clone();
+                async move {
+                    let r = sessions.get(&id).await.ok().flatten()?;
+                    Some((r.tenant, r.name))
+                }
+            }),
+    );
+    workers.push(tokio::spawn(forward_webhooks(
+        state.clone(),
+        state.lifecycle.engine().subscribe(),
+    )));
+    workers.push(state.metrics.follow(state.lifecycle.engine().subscribe()));
+
+    workers
+}
+
+/// Step 3, scheduled jobs and workers: the outbox worker, the cron jobs ([`crate::jobs`])
+/// and the dependency watcher ([`crate::deps`]).
+fn spawn_jobs_and_workers(
+    state: &AppState,
+    outbox_worker: OutboxWorker,
+    direct_emails: Option<Arc<dyn whatsapp_core::Notifier>>,
+    cancel: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut workers = Vec::new();
+    workers.push(tokio::spawn(outbox_worker.run(cancel.clone())));
+    workers.extend(crate::jobs::spawn(state.clone(), cancel.clone()));
+    workers.push(crate::deps::spawn(
+        state.clone(),
+        direct_emails,
+        cancel.clone(),
+    ));
+
+    workers
+}
+
+/// Step 4, restore: every session whose status says it should run is started, staggered,
+/// with bounded concurrent launches ([`SessionService::restore_all`]); `/readyz` turns ready
+/// once that is handed to the engine.
+async fn restore_sessions(state: &AppState) -> Result<()> {
+    let restored = state.lifecycle.restore_all().await?;
+    tracing::info!(
+        sessions = restored.len(),
+        "start-up restore handed to the engine"
+    );
+    state.health.restored.store(true, Ordering::SeqCst);
+
+    Ok(())
+}
+
+/// What step 6 serves.
+struct Http {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    server: JoinHandle<std::io::Result<()>>,
+    metrics: Option<JoinHandle<()>>,
+}
+
+/// Step 6, HTTP: [`crate::api::router`] with the Socket.IO layer on `listener` (or on
+/// `HOST:PORT`), and `/metrics` alone on `METRICS_LISTEN` when set.
+async fn serve_http(
+    state: &AppState,
+    listener: Option<TcpListener>,
+    socket_layer: SocketIoLayer,
+    cancel: &CancellationToken,
+) -> Result<Http> {
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(state.config.http.listen)
+            .await
+            .map_err(|e| {
+                Error::unavailable(
+                    "HTTP listener",
+                    format!("cannot listen on {}: {e}", state.config.http.listen),
+                )
+            })?,
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::unavailable("HTTP listener", e.to_string()))?;
+    let limits = state.config.http.limits;
+    // The body time-out wraps Socket.IO too (its polling POSTs have bodies; its held
+    // GETs and WebSocket upgrades have none); the request time-out is inside
+    // `api::router`, so Socket.IO's held long-polling requests are not cut.
+    let router = crate::api::router(state.clone()).layer(socket_layer).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout),
+    );
+    let mut metrics_addr = None;
+    let mut metrics_worker = None;
+    if let Some(wanted) = state.config.http.metrics_listen {
+        let metrics_listener = TcpListener::bind(wanted).await.map_err(|e| {
+            Error::unavailable(
+                "metrics listener",
+                format!("cannot listen on {wanted}: {e}"),
+            )
+        })?;
+        let bound = metrics_listener
+            .local_addr()
+            .map_err(|e| Error::unavailable("metrics listener", e.to_string()))?;
+        metrics_addr = Some(bound);
+        let metrics_router = crate::api::metrics_router(state.clone());
+        let metrics_cancel = cancel.clone();
+        metrics_worker = Some(tokio::spawn(async move {
+            if let Err(e) =
+                crate::serve::serve(metrics_listener, metrics_router, limits, metrics_cancel).await
+            {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        }));
+        tracing::info!(addr = %bound, "metrics listening without a key");
+    }
+    let http = tokio::spawn(crate::serve::serve(
+        listener,
+        router,
+        limits,
+        cancel.clone(),
+    ));
+    tracing::info!(%addr, node = %state.config.node_id.as_str(), "HTTP listening");
+    Ok(Http {
+        addr,
+        metrics_addr,
+        server: http,
+        metrics: metrics_worker,
+    })
 }
 
 impl RunningApp {
