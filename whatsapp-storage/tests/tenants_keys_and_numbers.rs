@@ -1,4 +1,5 @@
-//! Tenants, API keys and the number-check cache against real databases: SQLite in a temp file per test, Postgres in a fresh
+//! Tenants, API keys and the number-check cache against real databases (the outbox has its own
+//! conformance suite): SQLite in a temp file per test, Postgres in a fresh
 //! database per test.
 //!
 //! The Postgres tests need `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`,
