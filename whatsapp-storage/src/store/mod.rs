@@ -53,6 +53,9 @@
 //!   (foreign key to `sessions`, `ON DELETE CASCADE`) and `phone`; `registered`, `wid`,
 //!   `checked_at`.
 //!
+//! Migration `0006_message_history` adds `message_history` (see [`history`]): every message
+//! a session's account received or sent, once per `(session_id, message_key)`.
+//!
 //! On Postgres every table has row level security enabled and no policy: Supabase's
 //! REST API (anon key) sees nothing; the service connects as the owner, which RLS does not
 //! restrict.
@@ -68,6 +71,7 @@ use whatsapp_core::{
     SessionStore, TenantId, Wid,
 };
 
+pub mod history;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
@@ -75,10 +79,13 @@ pub mod queue;
 pub mod sqlite;
 pub mod tenants;
 
+pub use history::{
+    ChatSummary, HistoryCursor, MessageChange, MessageHistory, NewMessage, Recorded, StoredMessage,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    PostgresMessageQueue, PostgresNumberCache, PostgresOutbox, PostgresSessionStore,
-    PostgresTenantStore,
+    PostgresMessageHistory, PostgresMessageQueue, PostgresNumberCache, PostgresOutbox,
+    PostgresSessionStore, PostgresTenantStore,
 };
 pub use queue::{
     Enqueued, MessageQueue, NewOutboxItem, NewQueuedMessage, OutboxItem, OutboxKind, OutboxStatus,
@@ -86,7 +93,8 @@ pub use queue::{
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
-    SqliteMessageQueue, SqliteNumberCache, SqliteOutbox, SqliteSessionStore, SqliteTenantStore,
+    SqliteMessageHistory, SqliteMessageQueue, SqliteNumberCache, SqliteOutbox, SqliteSessionStore,
+    SqliteTenantStore,
 };
 pub use tenants::{ApiKeyRecord, CachedNumber, NewTenant, NumberCache, TenantRecord, TenantStore};
 
@@ -103,6 +111,8 @@ pub struct Stores {
     pub tenants: Arc<dyn TenantStore>,
     /// The cache of phone-number checks.
     pub numbers: Arc<dyn NumberCache>,
+    /// The message history.
+    pub history: Arc<dyn MessageHistory>,
     /// The database's write probe (readiness: is the disk full or read-only?).
     pub probe: Arc<dyn WriteProbe>,
 }
@@ -150,6 +160,7 @@ pub async fn open(url: &str) -> Result<Stores> {
                     messages: Arc::new(store.message_queue()),
                     tenants: Arc::new(store.tenants()),
                     numbers: Arc::new(store.numbers()),
+                    history: Arc::new(store.history()),
                     probe: Arc::new(store.clone()),
                     sessions: Arc::new(store),
                 })
@@ -171,6 +182,7 @@ pub async fn open(url: &str) -> Result<Stores> {
                     messages: Arc::new(store.message_queue()),
                     tenants: Arc::new(store.tenants()),
                     numbers: Arc::new(store.numbers()),
+                    history: Arc::new(store.history()),
                     probe: Arc::new(store.clone()),
                     sessions: Arc::new(store),
                 })

@@ -123,6 +123,11 @@ impl PostgresSessionStore {
         PostgresNumberCache::new(self.pool.clone())
     }
 
+    /// The message history in the same database.
+    pub fn history(&self) -> PostgresMessageHistory {
+        PostgresMessageHistory::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -160,6 +165,16 @@ super::queue::impl_queues! {
     get_opt_ts: row_opt_ts,
     // Concurrent workers skip each other's rows instead of queueing behind them.
     lock_clause: " FOR UPDATE SKIP LOCKED",
+}
+
+super::history::impl_history! {
+    backend: BACKEND,
+    pool: PgPool,
+    row: PgRow,
+    history: PostgresMessageHistory,
+    ts: ts,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
 }
 
 super::tenants::impl_tenants! {

@@ -166,6 +166,11 @@ impl SqliteSessionStore {
         SqliteNumberCache::new(self.pool.clone())
     }
 
+    /// The message history in the same database.
+    pub fn history(&self) -> SqliteMessageHistory {
+        SqliteMessageHistory::new(self.pool.clone())
+    }
+
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool().close().await;
@@ -288,6 +293,16 @@ super::queue::impl_queues! {
     get_opt_ts: row_opt_ts,
     // SQLite has one writer at a time: the UPDATE itself is the lock.
     lock_clause: "",
+}
+
+super::history::impl_history! {
+    backend: BACKEND,
+    pool: SqliteHandle,
+    row: SqliteRow,
+    history: SqliteMessageHistory,
+    ts: micros,
+    get_ts: row_ts,
+    get_opt_ts: row_opt_ts,
 }
 
 super::tenants::impl_tenants! {

@@ -7,5 +7,10 @@
 //!   Postgres queues here and on the Redis and in-memory queues of `whatsapp-server`.
 //! - [`conformance::outbox_store`]: [`crate::store::OutboxStore`], run on SQLite and
 //!   Postgres.
+//! - [`conformance::message_history`]: [`crate::store::MessageHistory`], run on SQLite,
+//!   Postgres and [`MemoryHistory`].
 
 pub mod conformance;
+mod memory_history;
+
+pub use memory_history::MemoryHistory;

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+pub mod message_history;
 pub mod message_queue;
 pub mod outbox_store;
 

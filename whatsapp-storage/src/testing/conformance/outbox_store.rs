@@ -274,7 +274,7 @@ pub async fn concurrent_claims_never_overlap(outboxes: &[&dyn OutboxStore]) {
 }
 
 /// `mark_delivered` / `mark_failed` apply to pending items only (otherwise
-/// [`Error::Conflict`], naming the status; a missing id is [`Error::NotFound`]). A delivery
+/// [`Error::Conflict`](whatsapp_core::Error::Conflict), naming the status; a missing id is [`Error::NotFound`](whatsapp_core::Error::NotFound)). A delivery
 /// records its time and clears the last error.
 pub async fn marks_apply_to_pending_items_only(outbox: &dyn OutboxStore) {
     settle_pending(outbox).await;
@@ -500,8 +500,8 @@ pub async fn list_is_newest_first_filtered_and_paged(outbox: &dyn OutboxStore) {
 }
 
 /// `requeue_dead` puts a dead item back to pending, due at `now`, attempts reset to 0 and
-/// the last error kept; any other status is [`Error::Conflict`] naming it, a missing id
-/// [`Error::NotFound`].
+/// the last error kept; any other status is [`Error::Conflict`](whatsapp_core::Error::Conflict) naming it, a missing id
+/// [`Error::NotFound`](whatsapp_core::Error::NotFound).
 pub async fn requeue_dead_resets_attempts_and_keeps_the_error(outbox: &dyn OutboxStore) {
     settle_pending(outbox).await;
     let (items, later) = six_items(outbox).await;
