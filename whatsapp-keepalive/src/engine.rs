@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
@@ -29,9 +29,9 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whatsapp_core::{
-    Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
+    Ack, Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
     Notification, NotificationKind, Notifier, QrPayload, Result, SessionFilter, SessionId,
-    SessionPatch, SessionStatus, SessionStore,
+    MessageId, SessionPatch, SessionStatus, SessionStore, Wid,
 };
 
 use crate::config::{CheckedConfig, KeepaliveConfig};
@@ -88,6 +88,29 @@ pub enum EngineEvent {
         session: SessionId,
         /// The payload to encode in the QR image.
         payload: QrPayload,
+    },
+    /// A message arrived for the session's account (the page's `Msg` `add` with
+    /// `isNewMsg`, not from the account itself).
+    Message {
+        /// The session.
+        session: SessionId,
+        /// WhatsApp's serialized message key (`false_<chat>_<id>`).
+        id: MessageId,
+        /// The sender (the chat of a direct message).
+        from: Wid,
+        /// The text.
+        body: String,
+        /// When it was sent (`msg.t`).
+        at: DateTime<Utc>,
+    },
+    /// The ack of one of the account's messages rose (`Msg` `change:ack`).
+    Ack {
+        /// The session.
+        session: SessionId,
+        /// The message.
+        id: MessageId,
+        /// Its new level.
+        ack: Ack,
     },
     /// The engine gave up on the session until someone restarts it.
     GaveUp {
@@ -573,9 +596,26 @@ impl SessionTask {
             }
             Ok(DriverEvent::LoggedOut) => Input::LoggedOut,
             Ok(DriverEvent::Crashed { reason }) => Input::Crashed(reason),
-            Ok(DriverEvent::MessageReceived { .. }) => Input::Activity(self.inner.deps.clock.now()),
-            // Acks, `Ready` (the state change to CONNECTED carries the decision) and our
-            // own `Closed` need nothing.
+            Ok(DriverEvent::MessageReceived { id, from, body, at }) => {
+                self.publish(EngineEvent::Message {
+                    session: self.id.clone(),
+                    id,
+                    from,
+                    body,
+                    at,
+                });
+                Input::Activity(self.inner.deps.clock.now())
+            }
+            Ok(DriverEvent::MessageAck { id, ack }) => {
+                self.publish(EngineEvent::Ack {
+                    session: self.id.clone(),
+                    id,
+                    ack,
+                });
+                return;
+            }
+            // `Ready` (the state change to CONNECTED carries the decision) and our own
+            // `Closed` need nothing.
             Ok(_) => return,
             Err(RecvError::Lagged(missed)) => {
                 // Events were lost: read the state instead of guessing.
