@@ -29,9 +29,9 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whatsapp_core::{
-    Ack, Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error, LaunchSpec,
-    Notification, NotificationKind, Notifier, QrPayload, Result, SessionFilter, SessionId,
-    MessageId, SessionPatch, SessionStatus, SessionStore, Wid,
+    Ack, Backoff, BrowserDriver, BrowserSession, Clock, ConnectionState, DriverEvent, Error,
+    LaunchSpec, MessageId, Notification, NotificationKind, Notifier, QrPayload, Result,
+    SessionFilter, SessionId, SessionPatch, SessionStatus, SessionStore, Wid,
 };
 
 use crate::config::{CheckedConfig, KeepaliveConfig};

@@ -5,18 +5,18 @@
 //! Time is real: outcomes that the engine or the message worker reach asynchronously (status
 //! `ready`, a message `sent`) are polled for with a deadline.
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use whatsapp_core::testing::{FakeBrowser, LOGIN_MARKER};
+use whatsapp_core::testing::{FakeBrowser, LOGIN_MARKER, eventually};
 use whatsapp_core::{Clock, PhoneNumber, SessionId, SystemClock};
-use whatsapp_server::app::{App, AppParts, RunningApp};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::app::RunningApp;
 use whatsapp_storage::backup::leveldb::write_fake_db;
 use whatsapp_storage::store::{NewOutboxItem, OutboxKind};
 
@@ -25,9 +25,6 @@ const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 /// How long an asynchronous outcome may take.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The interval between two polls.
-const POLL: Duration = Duration::from_millis(50);
 
 /// A running server and what the test needs around it.
 struct Server {
@@ -110,7 +107,6 @@ impl Server {
         let data = dir.path().join("data");
         let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let mut args = vec![
-            "whatsapp-server",
             "--data-dir",
             data.to_str().unwrap(),
             "--sessions-path",
@@ -129,34 +125,18 @@ impl Server {
             "127.0.0.1",
         ];
         args.extend_from_slice(extra);
-        // The environment bindings are removed: variables CI exports (DATABASE_URL,
-        // REDIS_URL, …) must not change what the test runs on.
-        let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
-        let matches = command.try_get_matches_from(args).expect("flags parse");
-        let mut config = ServerConfig::from_arg_matches(&matches).expect("flags parse");
-        config.apply_file(&matches).expect("no file");
-        let config = config.validate().expect("valid configuration");
         let browser = FakeBrowser::new(11);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::start(
-            config,
-            AppParts {
-                driver: Arc::new(browser.clone()),
-                clock: Arc::new(SystemClock),
-            },
-            Some(listener),
+        let (app, base) = inproc::start_app(
+            inproc::checked_config(&args),
+            Arc::new(browser.clone()),
+            Arc::new(SystemClock),
         )
-        .await
-        .expect("the server starts");
-        let base = format!("http://{}", app.addr());
+        .await;
         Server {
             app,
             browser,
             base,
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap(),
+            http: inproc::http_client(),
             sessions_path,
             _dir: dir,
         }
@@ -211,8 +191,8 @@ impl Server {
         self.send(self.request(Method::POST, path, key)).await
     }
 
-    /// Polls `GET path` until `done` holds for the JSON answer; panics naming `what` after
-    /// [`DEADLINE`].
+    /// Polls `GET path` until `done` holds for the JSON answer; panics naming `what` and the
+    /// last answer after [`DEADLINE`].
     async fn poll(
         &self,
         path: &str,
@@ -220,20 +200,15 @@ impl Server {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let start = Instant::now();
-        loop {
+        eventually(what, DEADLINE, || async {
             let a = self.get(path, key).await;
             if a.status == StatusCode::OK && done(&a.json) {
-                return a.json;
+                Ok(a.json)
+            } else {
+                Err(format!("{}: {}", a.status, a.text))
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{what}: not reached within {DEADLINE:?}; last answer {}: {}",
-                a.status,
-                a.text
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 
     /// Waits until session `id` has `status`.
@@ -630,11 +605,10 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
     s.post_empty("/api/sessions/life/restart", AS_ADMIN)
         .await
         .ok(202);
-    let start = Instant::now();
-    while s.browser.launches(&life) == launches {
-        assert!(start.elapsed() < DEADLINE, "restart relaunches the browser");
-        tokio::time::sleep(POLL).await;
-    }
+    eventually("restart to relaunch the browser", DEADLINE, || async {
+        s.browser.launches(&life) != launches
+    })
+    .await;
     s.wait_status("life", AS_ADMIN, "ready").await;
 
     // Log out: unlinked.
@@ -1703,11 +1677,10 @@ async fn runbook_a_logged_out_session_starts_again_with_a_new_qr() {
     s.post_empty("/api/sessions/gone/start", AS_ADMIN)
         .await
         .ok(202);
-    let start = Instant::now();
-    while s.browser.launches(&gone) == launches {
-        assert!(start.elapsed() < DEADLINE, "start relaunches the browser");
-        tokio::time::sleep(POLL).await;
-    }
+    eventually("start to relaunch the browser", DEADLINE, || async {
+        s.browser.launches(&gone) != launches
+    })
+    .await;
     s.wait_status("gone", AS_ADMIN, "qr").await;
     let qr = s.get("/api/sessions/gone/qr", AS_ADMIN).await;
     let payload = qr.ok(200)["qr"].as_str().unwrap().to_owned();

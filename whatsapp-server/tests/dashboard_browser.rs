@@ -9,6 +9,9 @@
 //! Page state is read with JavaScript in a loop with a deadline: the dashboard polls the API
 //! every 2 s and the sessions run in real browsers, so nothing here has a fixed duration.
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -17,17 +20,15 @@ use std::time::Duration;
 
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
-use clap::{CommandFactory, FromArgMatches};
 use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use whatsapp_chromium::{ChromiumConfig, ChromiumDriver};
 use whatsapp_core::SystemClock;
+use whatsapp_core::testing::eventually;
 use whatsapp_emulator::{Emulator, EmulatorConfig, RunningEmulator};
-use whatsapp_server::app::{App, AppParts, RunningApp};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::app::RunningApp;
 
 const ADMIN_KEY: &str = "dashboard-test-admin-key-0123456789";
 const SESSION: &str = "dash1";
@@ -35,7 +36,6 @@ const PHONE: &str = "34600000001";
 /// How long any one step may take: a session's browser starting and loading WhatsApp Web on
 /// a busy 2-core machine is the slowest.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// What the page shows, read in one evaluation. Visibility is the rendered one (a box on
 /// the page), so a style that overrides `hidden` would show up here.
@@ -112,19 +112,11 @@ async fn page_state(page: &Page) -> PageState {
 
 /// Polls the page until `done` holds, or panics after [`STEP_TIMEOUT`] with the last state.
 async fn wait_until(page: &Page, what: &str, done: impl Fn(&PageState) -> bool) -> PageState {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
+    eventually(what, STEP_TIMEOUT, || async {
         let state = page_state(page).await;
-        if done(&state) {
-            return state;
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "the dashboard did not reach \"{what}\" within {STEP_TIMEOUT:?}; last state: {state:#?}"
-            );
-        }
-        tokio::time::sleep(POLL_EVERY).await;
-    }
+        if done(&state) { Ok(state) } else { Err(state) }
+    })
+    .await
 }
 
 /// The emulator, the server on loopback and their temporary directories.
@@ -151,7 +143,6 @@ impl Server {
         let sessions = dir.path().join("sessions");
         let db = format!("sqlite://{}", dir.path().join("wa.db").display());
         let args = [
-            "whatsapp-server",
             "--host",
             "127.0.0.1",
             "--data-dir",
@@ -167,27 +158,12 @@ impl Server {
             "--time-zone",
             "UTC",
         ];
-        // The command's environment bindings are removed: variables the test runner exports
-        // (DATABASE_URL, REDIS_URL, ADMIN_API_KEY…) must not change what the test runs on.
-        let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
-        let matches = command.try_get_matches_from(args).expect("the flags parse");
-        let mut config = ServerConfig::from_arg_matches(&matches).expect("the flags parse");
-        config.apply_file(&matches).expect("no configuration file");
-        let config = config.validate().expect("the configuration is valid");
-
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the server on loopback");
-        let app = App::start(
-            config,
-            AppParts {
-                driver: Arc::new(ChromiumDriver::new(chromium.clone())),
-                clock: Arc::new(SystemClock),
-            },
-            Some(listener),
+        let (app, _) = inproc::start_app(
+            inproc::checked_config(&args),
+            Arc::new(ChromiumDriver::new(chromium.clone())),
+            Arc::new(SystemClock),
         )
-        .await
-        .expect("the server starts");
+        .await;
         Server {
             app,
             emulator,
@@ -226,36 +202,26 @@ impl Server {
     /// payload's first comma-separated field. A ref can rotate between the read and the scan,
     /// so a refused scan is retried with a fresh read until the deadline.
     async fn scan(&self, id: &str) {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            let attempt = match self.qr_payload(&http, id).await {
-                Ok(payload) => {
-                    let reference = payload.split(',').next().unwrap_or_default().to_owned();
-                    assert!(
-                        !reference.is_empty(),
-                        "QR payload without a ref: {payload:?}"
-                    );
-                    self.emulator
-                        .client()
-                        .scan(&reference, PHONE)
-                        .await
-                        .map(|r| assert_eq!(r.phone, PHONE, "the emulator linked another phone"))
-                        .map_err(|e| format!("scan: {e}"))
-                }
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok(()) => return,
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("could not scan the QR of {id} within {STEP_TIMEOUT:?}: {e}")
-                }
-                Err(_) => tokio::time::sleep(POLL_EVERY).await,
-            }
-        }
+        let http = inproc::http_client();
+        eventually(
+            &format!("a scan of the QR of {id}"),
+            STEP_TIMEOUT,
+            || async {
+                let payload = self.qr_payload(&http, id).await?;
+                let reference = payload.split(',').next().unwrap_or_default().to_owned();
+                assert!(
+                    !reference.is_empty(),
+                    "QR payload without a ref: {payload:?}"
+                );
+                self.emulator
+                    .client()
+                    .scan(&reference, PHONE)
+                    .await
+                    .map(|r| assert_eq!(r.phone, PHONE, "the emulator linked another phone"))
+                    .map_err(|e| format!("scan: {e}"))
+            },
+        )
+        .await
     }
 }
 

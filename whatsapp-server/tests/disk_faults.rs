@@ -10,19 +10,19 @@
 //!
 //! Mounting needs root; without it these tests fail (they never skip).
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use whatsapp_core::testing::FakeBrowser;
+use whatsapp_core::testing::{FakeBrowser, eventually};
 use whatsapp_core::{Clock, PhoneNumber, SessionId, SystemClock};
-use whatsapp_server::app::{App, AppParts, RunningApp};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::app::RunningApp;
 use whatsapp_storage::backup::leveldb::write_fake_db;
 use whatsapp_storage::store::{NewOutboxItem, OutboxKind};
 use whatsapp_tests::smallfs::SmallFs;
@@ -31,9 +31,6 @@ const ADMIN: &str = "test-admin-key-0123456789abcdef";
 
 /// How long an asynchronous outcome may take.
 const DEADLINE: Duration = Duration::from_secs(15);
-
-/// The interval between two polls.
-const POLL: Duration = Duration::from_millis(50);
 
 struct Server {
     app: RunningApp,
@@ -88,8 +85,7 @@ impl Server {
         let sessions_path = dir.path().join("sessions");
         let data = dir.path().join("data");
         let db = format!("sqlite://{}", db_dir.join("db.sqlite").display());
-        let args = vec![
-            "whatsapp-server",
+        let args = [
             "--data-dir",
             data.to_str().unwrap(),
             "--sessions-path",
@@ -107,32 +103,18 @@ impl Server {
             "--host",
             "127.0.0.1",
         ];
-        let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
-        let matches = command.try_get_matches_from(args).expect("flags parse");
-        let mut config = ServerConfig::from_arg_matches(&matches).expect("flags parse");
-        config.apply_file(&matches).expect("no file");
-        let config = config.validate().expect("valid configuration");
         let browser = FakeBrowser::new(23);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::start(
-            config,
-            AppParts {
-                driver: Arc::new(browser.clone()),
-                clock: Arc::new(SystemClock),
-            },
-            Some(listener),
+        let (app, base) = inproc::start_app(
+            inproc::checked_config(&args),
+            Arc::new(browser.clone()),
+            Arc::new(SystemClock),
         )
-        .await
-        .expect("the server starts");
-        let base = format!("http://{}", app.addr());
+        .await;
         Server {
             app,
             browser,
             base,
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap(),
+            http: inproc::http_client(),
             sessions_path,
             _dir: dir,
         }
@@ -161,23 +143,18 @@ impl Server {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    /// Polls until `done` holds for `GET path`'s answer (any status); panics after
-    /// [`DEADLINE`].
+    /// Polls until `done` holds for `GET path`'s answer (any status); panics naming `what`
+    /// and the last answer after [`DEADLINE`].
     async fn poll(&self, path: &str, what: &str, done: impl Fn(&Answer) -> bool) -> Answer {
-        let start = Instant::now();
-        loop {
+        eventually(what, DEADLINE, || async {
             let a = self.get(path).await;
             if done(&a) {
-                return a;
+                Ok(a)
+            } else {
+                Err(format!("{}: {}", a.status, a.text))
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{what}: not reached within {DEADLINE:?}; last answer {}: {}",
-                a.status,
-                a.text
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 
     async fn wait_status(&self, id: &str, status: &str) {
@@ -594,21 +571,19 @@ async fn read_only_disk_is_not_ready_refuses_writes_and_recovers_after_remount_r
     // Writable again: the same process takes writes (a read-only connection opened in
     // between may refuse one more, and is replaced then).
     fs.remount_rw();
-    let start = Instant::now();
-    loop {
+    eventually("writes after remount,rw", DEADLINE, || async {
         let a = s.post("/api/tenants", json!({ "id": "acme" })).await;
         if a.status == StatusCode::CREATED {
-            break;
+            return Ok(());
         }
         a.error("create tenant after remount,rw", 503, "read_only");
-        assert!(
-            start.elapsed() < DEADLINE,
-            "still read-only {DEADLINE:?} after remount,rw: {} ({:?})",
+        Err(format!(
+            "still read-only: {} ({:?})",
             a.text,
             s.app.state().stores.probe
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        ))
+    })
+    .await;
     s.post("/api/sessions", json!({ "id": "rw", "start": false }))
         .await
         .ok("create session after remount,rw", 201);

@@ -25,6 +25,7 @@ mod faults;
 #[path = "common/infra.rs"]
 mod infra;
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use faults::{
@@ -264,26 +265,27 @@ async fn postgres_restart_keeps_the_session_and_loses_nothing() {
         })
         .collect();
     // Postgres stays down for the seeded time, and at least until the page reconnected.
-    loop {
+    let what = "the page to reconnect (Postgres down) and the outage to last";
+    eventually(what, BACK_WITHIN, || {
         assert_alive(&mut server, "during the Postgres outage");
-        if let Some((status, v)) = readyz(&api).await {
-            assert_ne!(
-                status,
-                StatusCode::OK,
-                "/readyz 200 with Postgres down: {v}"
-            );
+        async {
+            if let Some((status, v)) = readyz(&api).await {
+                assert_ne!(
+                    status,
+                    StatusCode::OK,
+                    "/readyz 200 with Postgres down: {v}"
+                );
+            }
+            let now = emu.device(&device).await.expect("the device");
+            let reconnected = now.connections > before.connections && now.state == "CONNECTED";
+            if reconnected && outage_started.elapsed() >= outage {
+                Ok(())
+            } else {
+                Err(now)
+            }
         }
-        let now = emu.device(&device).await.expect("the device");
-        let reconnected = now.connections > before.connections && now.state == "CONNECTED";
-        if reconnected && outage_started.elapsed() >= outage {
-            break;
-        }
-        assert!(
-            outage_started.elapsed() < BACK_WITHIN,
-            "the page did not reconnect within {BACK_WITHIN:?} of the drop (Postgres down):              {now:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
     for a in attempts {
         if let Some(accepted_text) = a.await.expect("queue task") {
             accepted.push(accepted_text);
@@ -299,8 +301,8 @@ async fn postgres_restart_keeps_the_session_and_loses_nothing() {
     let seen = api.wait_connected(SESSION, BACK_WITHIN).await;
     assert!(!needed_qr(&seen), "statuses after the outage: {seen:?}");
     // The reconnection that happened while Postgres was down reached the store.
-    let deadline = Instant::now() + BACK_WITHIN;
-    loop {
+    let what = "the stored session to catch up with the reconnection during the outage";
+    eventually(what, BACK_WITHIN, || async {
         let view = api.session(SESSION).await;
         let connected_at = view["last_connected_at"]
             .as_str()
@@ -309,15 +311,12 @@ async fn postgres_restart_keeps_the_session_and_loses_nothing() {
             && view["reconnects"].as_u64() > view_before["reconnects"].as_u64()
             && connected_at.is_some_and(|t| t > outage_wall);
         if caught_up {
-            break;
+            Ok(())
+        } else {
+            Err(format!("before {view_before}, now {view}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the stored session did not catch up with the reconnection during the outage \
-             within {BACK_WITHIN:?}: before {view_before}, now {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
     let text = "pg: after".to_owned();
     accepted.push((queue(&api, &text).await, text));
     assert_sent_once(&api, &emu, &accepted).await;
@@ -374,12 +373,11 @@ async fn redis_restart_with_texts_queued_sends_each_once() {
         accepted.push((queue(&api, &text).await, text));
     }
     let first = accepted[0].1.clone();
-    let deadline = Instant::now() + STEP;
-    while delivered(&emu, &first).await == 0 {
-        assert!(Instant::now() < deadline, "the first text not sent");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Cut at a seeded moment within the pacing interval.
+    eventually("the first text to be sent", STEP, || async {
+        delivered(&emu, &first).await > 0
+    })
+    .await;
+    // Cut at a seeded moment within the pacing interval (a sleep on purpose).
     tokio::time::sleep(rng.millis_up_to(Duration::from_millis(3000))).await;
     let outage = between(&mut rng, Duration::from_secs(5), Duration::from_secs(15));
     eprintln!("{n} texts; Redis down for {outage:?}");
@@ -396,6 +394,7 @@ async fn redis_restart_with_texts_queued_sends_each_once() {
     if let Some(id) = try_queue(&api, &text).await {
         accepted.push((id, text));
     }
+    // The outage lasts its seeded time (time passing on purpose), the session ready throughout.
     while outage_started.elapsed() < outage {
         assert_alive(&mut server, "during the Redis outage");
         let v = api.session(SESSION).await;
@@ -408,16 +407,9 @@ async fn redis_restart_with_texts_queued_sends_each_once() {
     // A new text is accepted again once Redis is back (the first tries may still see the
     // broken connection).
     let text = "redis: after".to_owned();
-    let id = loop {
-        if let Some(id) = try_queue(&api, &text).await {
-            break id;
-        }
-        assert!(
-            back.elapsed() < BACK_WITHIN,
-            "no text accepted within {BACK_WITHIN:?} of Redis being back"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let within = BACK_WITHIN.saturating_sub(back.elapsed());
+    let what = format!("a text accepted within {BACK_WITHIN:?} of Redis being back");
+    let id = eventually(&what, within, || try_queue(&api, &text)).await;
     let accepting_after = back.elapsed();
     eprintln!("a text accepted {accepting_after:?} after Redis was back");
     accepted.push((id, text));
@@ -528,35 +520,38 @@ async fn s3_paused_for_a_minute_alerts_and_recovers() {
     let paused_at = Instant::now();
     let api2 = api.clone();
     let during = tokio::spawn(async move { backup_now(&api2, Duration::from_secs(180)).await });
-    let mut saw_down = false;
-    let mut alert_at = None;
-    loop {
+    let saw_down = Cell::new(false);
+    let alert_at = Cell::new(None);
+    let what = "a service_alert e-mail for backups, and the pause to last";
+    eventually(what, Duration::from_secs(150), || {
         assert_alive(&mut server, "while S3 is paused");
-        let view = api.session(SESSION).await;
-        assert!(is_connected(&view), "session while S3 is paused: {view}");
-        if let Some((_, v)) = readyz(&api).await
-            && v["dependencies"]["backups"]["up"] == false
-        {
-            saw_down = true;
+        async {
+            let view = api.session(SESSION).await;
+            assert!(is_connected(&view), "session while S3 is paused: {view}");
+            if let Some((_, v)) = readyz(&api).await
+                && v["dependencies"]["backups"]["up"] == false
+            {
+                saw_down.set(true);
+            }
+            if alert_at.get().is_none() && !emails.matching(|v| is_alert(v, "down")).is_empty() {
+                alert_at.set(Some(paused_at.elapsed()));
+            }
+            if paused_at.elapsed() >= pause && alert_at.get().is_some() {
+                return Ok(());
+            }
+            Err(format!(
+                "saw down in /readyz: {}; e-mails {:?}",
+                saw_down.get(),
+                emails
+                    .received()
+                    .iter()
+                    .map(|r| r.json())
+                    .collect::<Vec<_>>()
+            ))
         }
-        if alert_at.is_none() && !emails.matching(|v| is_alert(v, "down")).is_empty() {
-            alert_at = Some(paused_at.elapsed());
-        }
-        if paused_at.elapsed() >= pause && alert_at.is_some() {
-            break;
-        }
-        assert!(
-            paused_at.elapsed() < Duration::from_secs(150),
-            "no service_alert e-mail for backups within 150 s of S3 stopping (saw down in \
-             /readyz: {saw_down}); e-mails {:#?}",
-            emails
-                .received()
-                .iter()
-                .map(|r| r.json())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
+    let (saw_down, alert_at) = (saw_down.get(), alert_at.get());
     assert!(saw_down, "/readyz never showed the backup store down");
     let (_, v) = readyz(&api).await.expect("/readyz answers");
     assert_eq!(v["dependencies"]["backups"]["up"], false, "{v}");
@@ -640,30 +635,6 @@ async fn wait_dead(api: &Api, kind: &str, event: &str, within: Duration) -> Valu
             .cloned()
             .ok_or(v)
     })
-    .await
-}
-
-/// Polls `GET /api/outbox?status=delivered` until item `id` is there.
-async fn wait_delivered(api: &Api, id: i64, within: Duration) -> Value {
-    eventually(
-        &format!("outbox item {id} to be delivered"),
-        within,
-        || async {
-            let v = api
-                .expect(
-                    Method::GET,
-                    "/api/outbox?status=delivered",
-                    ADMIN_KEY,
-                    None,
-                    StatusCode::OK,
-                )
-                .await;
-            v.as_array()
-                .and_then(|a| a.iter().find(|i| i["id"] == id))
-                .cloned()
-                .ok_or(v)
-        },
-    )
     .await
 }
 
@@ -784,7 +755,26 @@ async fn failing_endpoints_are_retried_dead_lettered_and_replayed() {
     }
     for item in [&dead_mail, &dead_hook] {
         let id = item["id"].as_i64().expect("outbox id");
-        let v = wait_delivered(&api, id, window).await;
+        let v = eventually(
+            &format!("outbox item {id} to be delivered"),
+            window,
+            || async {
+                let v = api
+                    .expect(
+                        Method::GET,
+                        "/api/outbox?status=delivered",
+                        ADMIN_KEY,
+                        None,
+                        StatusCode::OK,
+                    )
+                    .await;
+                v.as_array()
+                    .and_then(|a| a.iter().find(|i| i["id"] == id))
+                    .cloned()
+                    .ok_or(v)
+            },
+        )
+        .await;
         assert!(v["delivered_at"].is_string(), "{v}");
     }
     let ok = |r: &Receiver, pred: &dyn Fn(&Value) -> bool| {

@@ -20,6 +20,7 @@ mod faults;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use faults::{
@@ -30,6 +31,7 @@ use faults::{
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 use whatsapp_emulator::EmulatorClient;
 
 /// One test at a time within this binary: each runs its own server and browsers.
@@ -79,24 +81,13 @@ async fn restarts(api: &Api, session: &str) -> u64 {
 /// Waits until the session's browser was relaunched (`restarts` above `before`) and it is
 /// connected again; returns the statuses seen on the way.
 async fn wait_relaunched(api: &Api, session: &str, before: u64) -> Vec<String> {
-    let deadline = Instant::now() + BACK_WITHIN;
-    let mut seen: Vec<String> = Vec::new();
-    loop {
-        let v = api.session(session).await;
-        let status = v["status"].as_str().unwrap_or_default().to_owned();
-        if seen.last() != Some(&status) {
-            seen.push(status);
-        }
-        if v["restarts"].as_u64().unwrap_or(0) > before && is_connected(&v) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{session} not relaunched and CONNECTED within {BACK_WITHIN:?}; statuses {seen:?}; \
-             last view {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    api.wait_view(
+        session,
+        &format!("{session} relaunched and CONNECTED"),
+        BACK_WITHIN,
+        |v| v["restarts"].as_u64().unwrap_or(0) > before && is_connected(v),
+    )
+    .await
 }
 
 /// The emulator's view of `device` must be linked, connected, and never offered a QR ref on
@@ -291,21 +282,26 @@ impl Run {
     /// Brings a just-linked session back: connected with its login (None), or started and
     /// linked again with a new scan (the new device).
     async fn ensure_linked(&self, session: &str) -> Option<String> {
-        let deadline = Instant::now() + BACK_WITHIN * 2;
-        let mut started_at: Option<Instant> = None;
-        let mut device: Option<String> = None;
-        let mut seen: Vec<String> = Vec::new();
-        loop {
+        let started_at: Mutex<Option<Instant>> = Mutex::new(None);
+        let device: Mutex<Option<String>> = Mutex::new(None);
+        let seen = Mutex::new(Vec::<String>::new());
+        let what = format!("just-linked session {session} to come back or be linked again");
+        eventually(&what, BACK_WITHIN * 2, || async {
             let v = self.api.session(session).await;
             let status = v["status"].as_str().unwrap_or_default().to_owned();
-            if seen.last() != Some(&status) {
-                seen.push(status.clone());
-            }
+            let seen_now = {
+                let mut seen = seen.lock().unwrap();
+                if seen.last() != Some(&status) {
+                    seen.push(status.clone());
+                }
+                seen.clone()
+            };
             if is_connected(&v) {
-                return device;
+                return Ok(());
             }
+            let started = *started_at.lock().unwrap();
             if v["running"] == false
-                && started_at.is_none_or(|t| t.elapsed() > Duration::from_secs(15))
+                && started.is_none_or(|t| t.elapsed() > Duration::from_secs(15))
             {
                 let (code, answer) = self
                     .api
@@ -316,10 +312,11 @@ impl Run {
                         None,
                     )
                     .await;
-                eprintln!("  {session} was not running ({seen:?}): start → {code} {answer}");
-                started_at = Some(Instant::now());
+                eprintln!("  {session} was not running ({seen_now:?}): start → {code} {answer}");
+                *started_at.lock().unwrap() = Some(Instant::now());
             }
-            if device.is_none() {
+            let scanned = device.lock().unwrap().is_some();
+            if !scanned {
                 let (code, qr) = self
                     .api
                     .get(&format!("/api/sessions/{session}/qr"), ADMIN_KEY)
@@ -330,21 +327,19 @@ impl Run {
                         .and_then(|p| p.split(',').next())
                         .expect("a QR payload");
                     match self.emu.scan(reference, faults::PHONE).await {
-                        Ok(scan) => device = Some(scan.device),
+                        Ok(scan) => *device.lock().unwrap() = Some(scan.device),
                         Err(e) => eprintln!("  scan of {reference} failed (retrying): {e}"),
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "just-linked session {session} neither came back nor could be linked again; \
-                 statuses {seen:?}; last view {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            Err(format!("statuses {seen_now:?}; last view {v}"))
+        })
+        .await;
+        device.into_inner().unwrap()
     }
 
-    /// A seeded pause between a trigger and its kill.
+    /// A seeded pause between a trigger and its kill (a sleep on purpose: when the kill
+    /// lands is what each round varies).
     async fn pause(&mut self) -> Duration {
         let d = self.rng.millis_up_to(MAX_KILL_DELAY);
         tokio::time::sleep(d).await;
@@ -402,7 +397,8 @@ async fn server_kill9_rounds(part: u64) {
             },
         );
     }
-    // The two base sessions' logins settle before the first kill.
+    // The two base sessions' logins settle before the first kill (time passing on purpose:
+    // Chromium writes fresh credentials lazily, with no event to wait for).
     let settled = run
         .sessions
         .values()
@@ -459,7 +455,7 @@ async fn server_kill9_rounds(part: u64) {
                     .await;
                 backups_sent += 1;
                 // A backup of a small profile takes a few hundred milliseconds: a shorter
-                // pause makes the kill land inside it.
+                // pause makes the kill land inside it (a sleep on purpose: the seeded moment).
                 let delay = run.rng.millis_up_to(MAX_BACKUP_KILL_DELAY);
                 tokio::time::sleep(delay).await;
                 let must = run.kill(server, round, "during a backup").await;
@@ -666,6 +662,7 @@ async fn chromium_kill9_twenty_times_reconnects_without_a_qr_and_leaks_nothing()
         let profile = api.profile_dir(&ws, s).await;
         let before = restarts(&api, s).await;
         let victim = wait_browser(&profile, None, STEP).await;
+        // A seeded moment for the kill (a sleep on purpose).
         let delay = rng.millis_up_to(MAX_KILL_DELAY);
         tokio::time::sleep(delay).await;
         let killed_at = Instant::now();
@@ -753,6 +750,7 @@ async fn chromium_kill9_of_one_session_six_times_reconnects_each_time() {
     for k in 1..=CRASH_LOOP_BUDGET + 1 {
         let before = restarts(&api, s).await;
         let victim = wait_browser(&profile, None, STEP).await;
+        // A seeded moment for the kill (a sleep on purpose).
         tokio::time::sleep(rng.millis_up_to(MAX_KILL_DELAY)).await;
         signal_pid(victim, rustix::process::Signal::KILL).expect("SIGKILL Chromium");
         let seen = wait_relaunched(&api, s, before).await;
@@ -798,6 +796,8 @@ async fn damaged_profile_is_restored(damage: Damage) {
 
     let s = "p1";
     let device = create_and_link(&api, &emu, s).await;
+    // The login settles before the backup (time passing on purpose: Chromium writes fresh
+    // credentials lazily, with no event to wait for).
     tokio::time::sleep(LOGIN_SETTLES).await;
     let backup = api
         .expect(
@@ -816,14 +816,11 @@ async fn damaged_profile_is_restored(damage: Damage) {
     match damage {
         Damage::Deleted => {
             // Chromium may write while the tree goes; retry until it is gone.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while let Err(e) = std::fs::remove_dir_all(&profile) {
-                assert!(
-                    Instant::now() < deadline,
-                    "remove {}: {e}",
-                    profile.display()
-                );
-            }
+            let what = format!("{} to be removed", profile.display());
+            eventually(&what, Duration::from_secs(10), || async {
+                std::fs::remove_dir_all(&profile)
+            })
+            .await;
         }
         Damage::Corrupted => {
             let dir = profile.join(IDB_DIR);

@@ -5,21 +5,22 @@
 //! Closes are awaited with bounded reads (a deadline, never a sleep); no test asserts how
 //! fast anything is.
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use whatsapp_core::SystemClock;
 use whatsapp_core::testing::FakeBrowser;
-use whatsapp_server::app::{App, AppParts, RunningApp};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::app::RunningApp;
 
 const ADMIN: &str = "test-admin-key-0123456789abcdef";
 const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
@@ -42,7 +43,6 @@ impl Server {
         let data = dir.path().join("data");
         let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let mut args = vec![
-            "whatsapp-server",
             "--data-dir",
             data.to_str().unwrap(),
             "--sessions-path",
@@ -59,27 +59,15 @@ impl Server {
             "127.0.0.1",
         ];
         args.extend_from_slice(extra);
-        // No environment: variables CI exports must not change what the test runs on.
-        let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
-        let matches = command.try_get_matches_from(args).expect("flags parse");
-        let config = ServerConfig::from_arg_matches(&matches)
-            .expect("flags parse")
-            .validate()
-            .expect("valid configuration");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::start(
-            config,
-            AppParts {
-                driver: Arc::new(FakeBrowser::new(7)),
-                clock: Arc::new(SystemClock),
-            },
-            Some(listener),
+        let (app, base) = inproc::start_app(
+            inproc::checked_config(&args),
+            Arc::new(FakeBrowser::new(7)),
+            Arc::new(SystemClock),
         )
-        .await
-        .expect("the server starts");
+        .await;
         Server {
-            base: format!("http://{}", app.addr()),
             app,
+            base,
             http: reqwest::Client::builder()
                 .timeout(CLOSE_WITHIN)
                 .build()
@@ -104,7 +92,7 @@ impl Server {
 /// Reads until the server closes `stream` (EOF or reset), with a deadline; returns what it
 /// sent before closing. Panics naming `what` if the connection is still open at the
 /// deadline.
-async fn closed_by_server(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+async fn closed_by_server(stream: &mut (impl AsyncRead + Unpin), what: &str) -> Vec<u8> {
     let deadline = Instant::now() + CLOSE_WITHIN;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -187,19 +175,7 @@ async fn stalled_and_trickled_bodies_are_cut() {
             }
         }
     });
-    let deadline = Instant::now() + CLOSE_WITHIN;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match timeout_at(deadline, reader.read(&mut buf)).await {
-            Err(_) => panic!(
-                "a trickled body: still open {CLOSE_WITHIN:?} later (got {:?})",
-                String::from_utf8_lossy(&got)
-            ),
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
+    let got = closed_by_server(&mut reader, "a trickled body").await;
     writing.abort();
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");

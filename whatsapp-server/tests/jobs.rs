@@ -2,21 +2,21 @@
 //! fake browser and a clock that stands still (so no job loop reaches its next time on its
 //! own while a test calls the job functions directly).
 
+#[path = "common/inproc.rs"]
+mod inproc;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use clap::{CommandFactory, FromArgMatches};
-use tokio::net::TcpListener;
 use whatsapp_core::testing::{FakeBrowser, FakeClock, eventually};
 use whatsapp_core::{
     Clock, ConnectionState, EmailAddress, PhoneNumber, SessionId, SessionPatch, SessionRecord,
     SessionStatus, TenantId,
 };
-use whatsapp_server::app::{App, AppParts, RunningApp};
-use whatsapp_server::config::ServerConfig;
+use whatsapp_server::app::RunningApp;
 use whatsapp_server::jobs;
 use whatsapp_storage::store::CachedNumber;
 
@@ -40,7 +40,6 @@ impl Harness {
         let data = dir.path().join("data");
         let db = format!("sqlite://{}", dir.path().join("wa.db").display());
         let args = [
-            "whatsapp-server",
             "--data-dir",
             data.to_str().unwrap(),
             "--sessions-path",
@@ -52,27 +51,14 @@ impl Harness {
             "--host",
             "127.0.0.1",
         ];
-        // The command's environment bindings are removed: variables CI exports
-        // (DATABASE_URL, REDIS_URL, …) must not change what the test runs on.
-        let command = ServerConfig::command().mut_args(|a| a.env(None::<&str>));
-        let matches = command.try_get_matches_from(args).expect("parses");
-        let config = ServerConfig::from_arg_matches(&matches)
-            .expect("parses")
-            .validate()
-            .expect("valid");
         let browser = FakeBrowser::new(7);
         let clock = FakeClock::new(START.parse().unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = App::start(
-            config,
-            AppParts {
-                driver: Arc::new(browser.clone()),
-                clock: Arc::new(clock.clone()),
-            },
-            Some(listener),
+        let (app, _) = inproc::start_app(
+            inproc::checked_config(&args),
+            Arc::new(browser.clone()),
+            Arc::new(clock.clone()),
         )
-        .await
-        .expect("the app starts");
+        .await;
         Harness {
             app,
             browser,

@@ -737,16 +737,23 @@ async fn kill_mid_send(url: &str, prefix: &str, queue: Arc<dyn MessageQueue>) {
             .map(str::to_owned)
             .collect()
     };
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while lines(&log).len() < CRASH_MESSAGES / 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let what = "the child process to send a third of the messages";
+    let waited = AssertUnwindSafe(eventually(what, Duration::from_secs(60), || async {
+        let sent = lines(&log).len();
+        if sent >= CRASH_MESSAGES / 3 {
+            Ok(())
+        } else {
+            Err(sent)
         }
-    })
+    }))
+    .catch_unwind()
     .await;
-    // SIGKILL, by the child's own pid.
+    // SIGKILL, by the child's own pid (also when the wait timed out).
     child.kill().unwrap();
     child.wait().unwrap();
-    waited.expect("the child process never sent a third of the messages");
+    if let Err(timed_out) = waited {
+        std::panic::resume_unwind(timed_out);
+    }
     let before = lines(&log);
     assert!(
         before.len() < CRASH_MESSAGES,

@@ -205,6 +205,7 @@ async fn the_same_idempotency_key_is_sent_once() {
     let late = m.enqueue(&id, &to(), "hello", Some("k-1")).await.unwrap();
     assert!(!late.created);
     assert_eq!(late.message.status, QueueStatus::Sent);
+    // Time passes on purpose (paused time): no second send comes.
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(fake.sent_by(&id).len(), 1);
     m.shutdown().await;
@@ -282,6 +283,7 @@ async fn messages_wait_queued_while_the_session_cannot_send() {
     );
     m.start(&id);
     let msg = m.enqueue(&id, &to(), "hello", None).await.unwrap().message;
+    // An hour passes on purpose (paused time): nothing is attempted while disconnected.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     let still = queue.get(msg.id).await.unwrap().unwrap();
     assert_eq!(still.status, QueueStatus::Queued);
@@ -330,6 +332,7 @@ async fn a_worker_stopped_mid_send_leaves_the_message_to_the_next_one() {
     m.start(&id);
     let sent = wait_for(&queue, msg.id, |m| m.status == QueueStatus::Sent).await;
     assert_eq!(sent.attempts, 2);
+    // Time passes on purpose (paused time): the stopped worker sends nothing more.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(fake.sent_by(&id).len(), 1);
     m.shutdown().await;
@@ -385,6 +388,7 @@ impl MessageSender for Slow {
 
     async fn send(&self, session: &SessionId, to: &Wid, body: &str) -> Result<MessageId> {
         self.called.notify_one();
+        // The slowness is the point: a send still in flight when the stop comes.
         tokio::time::sleep(self.delay).await;
         self.inner.send(session, to, body).await
     }

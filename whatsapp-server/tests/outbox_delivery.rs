@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use whatsapp_core::testing::{FakeClock, eventually};
+use whatsapp_core::testing::{FakeClock, Probe, eventually};
 use whatsapp_core::{
     Backoff, Clock, EmailAddress, Error, Jitter, Notification, NotificationKind, Notifier,
     SystemClock, TenantId,
@@ -233,8 +233,12 @@ impl Running {
     }
 }
 
-/// Polls `check` until it yields a value; fails after 30 s, naming what it waited for.
-async fn wait_for<T, Fut: Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> Fut) -> T {
+/// Polls `check` until it succeeds; fails after 30 s, naming what it waited for and the last
+/// observation.
+async fn wait_for<P: Probe, Fut: Future<Output = P>>(
+    what: &str,
+    check: impl FnMut() -> Fut,
+) -> P::Output {
     eventually(what, Duration::from_secs(30), check).await
 }
 
@@ -246,7 +250,11 @@ async fn get(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
 async fn wait_status(store: &Arc<dyn OutboxStore>, id: i64, status: OutboxStatus) -> OutboxItem {
     wait_for(&format!("item {id} to be {status}"), || async {
         let item = get(store, id).await;
-        (item.status == status).then_some(item)
+        if item.status == status {
+            Ok(item)
+        } else {
+            Err(item)
+        }
     })
     .await
 }
@@ -263,13 +271,13 @@ async fn wait_failed(
         &format!("item {id} to fail {attempts} times, last with {error:?}"),
         || async {
             let item = get(store, id).await;
-            (item.status == OutboxStatus::Pending
+            let failed = item.status == OutboxStatus::Pending
                 && item.attempts >= attempts
                 && item
                     .last_error
                     .as_deref()
-                    .is_some_and(|e| e.contains(error)))
-            .then_some(item)
+                    .is_some_and(|e| e.contains(error));
+            if failed { Ok(item) } else { Err(item) }
         },
     )
     .await
@@ -610,11 +618,11 @@ async fn hanging_endpoints_do_not_block_other_items(url: &str) {
     }
     // Each slow item timed out at least once and was tried again.
     wait_for("a second attempt at the hanging e-mail", async || {
-        (slow.hits(EMAIL_PATH).len() >= 2).then_some(())
+        slow.hits(EMAIL_PATH).len() >= 2
     })
     .await;
     wait_for("a second attempt at the hanging webhook", async || {
-        (slow.hits("/hook").len() >= 2).then_some(())
+        slow.hits("/hook").len() >= 2
     })
     .await;
     for id in [mail.id, slow_hook.id] {
@@ -667,15 +675,14 @@ async fn restarted_worker_delivers_what_was_pending(url: &str) {
         worker.stop().await;
         // A worker that claims an item and dies: the item stays hidden for the hold only.
         let orphan = outbox.enqueue_email(&email("frank"), None).await.unwrap();
-        let claimed = loop {
+        let claimed = wait_for("a claim of the orphan", || async {
             let got = store
                 .claim_due(Utc::now(), 10, Duration::from_millis(300))
                 .await
                 .unwrap();
-            if let Some(item) = got.into_iter().find(|i| i.id == orphan.id) {
-                break item;
-            }
-        };
+            got.into_iter().find(|i| i.id == orphan.id)
+        })
+        .await;
         // Queued while no worker runs.
         let queued = outbox
             .enqueue_webhook(
@@ -710,7 +717,11 @@ async fn restarted_worker_delivers_what_was_pending(url: &str) {
 async fn wait_settled(store: &Arc<dyn OutboxStore>, id: i64) -> OutboxItem {
     wait_for(&format!("item {id} to be delivered or dead"), || async {
         let item = get(store, id).await;
-        (item.status != OutboxStatus::Pending).then_some(item)
+        if item.status != OutboxStatus::Pending {
+            Ok(item)
+        } else {
+            Err(item)
+        }
     })
     .await
 }

@@ -24,6 +24,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
 use whatsapp_server::outbox::verify_signature;
 
@@ -189,22 +190,24 @@ impl Server {
 
     /// Waits until `/readyz` answers 200; panics (with the log) if the process exits first.
     async fn wait_ready(&mut self, api: &Api) {
-        let deadline = Instant::now() + STEP;
-        loop {
+        let url = format!("{}/readyz", api.base);
+        eventually("/readyz to answer 200", STEP, || {
             if let Some(status) = self.child.try_wait().expect("poll the server") {
                 panic!(
                     "the server exited with {status} before it was ready; log {}",
                     self.log.display()
                 );
             }
-            if let Ok(r) = api.http.get(format!("{}/readyz", api.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
+            let answer = api.http.get(&url).send();
+            async move {
+                match answer.await {
+                    Ok(r) if r.status() == StatusCode::OK => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            assert!(Instant::now() < deadline, "/readyz not 200 within {STEP:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// kill -9 (`Child::kill` is SIGKILL to this PID), then reaps it.
@@ -306,65 +309,57 @@ impl Api {
 
     /// Polls until the session's status is `want`, returning every status seen on the way.
     async fn wait_status(&self, session: &str, key: &str, want: &str) -> Vec<String> {
-        let deadline = Instant::now() + STEP;
-        let mut seen: Vec<String> = Vec::new();
-        loop {
+        let seen = Mutex::new(Vec::<String>::new());
+        eventually(&format!("session {session} to be {want}"), STEP, || async {
             let s = self.status(session, key).await;
+            let mut seen = seen.lock().unwrap();
             if seen.last() != Some(&s) {
                 seen.push(s.clone());
             }
             if s == want {
-                return seen;
+                Ok(())
+            } else {
+                Err(format!("statuses seen {seen:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "session {session} not {want} within {STEP:?}; statuses seen {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        seen.into_inner().unwrap()
     }
 
     /// Polls until the message's status is `want`.
     async fn wait_message(&self, session: &str, id: &str, key: &str, want: &str) -> Value {
-        let deadline = Instant::now() + STEP;
-        loop {
+        eventually(&format!("message {id} to be {want}"), STEP, || async {
             let (status, v) = self
                 .get(&format!("/api/sessions/{session}/messages/{id}"), key)
                 .await;
             assert_eq!(status, StatusCode::OK, "GET message {id}: {v}");
             if v["status"] == want {
-                return v;
+                Ok(v)
+            } else {
+                Err(v.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "message {id} not {want} within {STEP:?}: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Reads the QR over REST and scans it at the emulator with [`PHONE`]; retries when a
     /// QR rotated between reading and scanning. Returns the linked device's id.
     async fn link(&self, session: &str, key: &str, emulator: &EmulatorClient) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
+        eventually(&format!("{session} to be linked"), STEP, || async {
             let (status, v) = self.get(&format!("/api/sessions/{session}/qr"), key).await;
             if status == StatusCode::OK {
                 let payload = v["qr"].as_str().expect("qr is a string");
                 let reference = payload.split(',').next().expect("QR has a ref field");
                 match emulator.scan(reference, PHONE).await {
-                    Ok(scan) => return scan.device,
+                    Ok(scan) => return Ok(scan.device),
                     Err(e) => eprintln!("scan of {reference} failed (retrying): {e}"),
                 }
             } else {
                 assert_eq!(status, StatusCode::CONFLICT, "GET qr: {v}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "could not link {session} within {STEP:?} (last answer {status} {v})"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Err(format!("last answer {status} {v}"))
+        })
+        .await
     }
 }
 
@@ -397,18 +392,14 @@ async fn receiver(path: &'static str) -> (String, Inbox) {
 
 /// Polls `inbox` until `pred` holds for one request.
 async fn wait_received(inbox: &Inbox, what: &str, pred: impl Fn(&Received) -> bool) -> Received {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(r) = inbox.lock().unwrap().iter().find(|r| pred(r)) {
-            return r.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {STEP:?}; got {:#?}",
-            inbox.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(what, STEP, || async {
+        let got = inbox.lock().unwrap();
+        got.iter()
+            .find(|r| pred(r))
+            .cloned()
+            .ok_or_else(|| format!("got {got:?}"))
+    })
+    .await
 }
 
 fn json_of(r: &Received) -> Value {
@@ -551,18 +542,11 @@ fn assert_chromium_running(sessions: &Path, when: &str) {
 
 /// Waits (at most `within`) until no Chromium uses a profile under `sessions`.
 async fn assert_no_chromium(sessions: &Path, within: Duration, when: &str) {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(&format!("no Chromium {when}"), within, || async {
         let left = chromium_under(sessions);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Chromium still running {within:?} {when}: {left:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await
 }
 
 async fn start_emulator() -> RunningEmulator {
@@ -859,14 +843,12 @@ async fn kill9_with_a_text_queued_then_restart_sends_it_once_without_a_qr() {
     emu.drop_device(&device, Duration::from_secs(20))
         .await
         .expect("drop the device");
-    let deadline = Instant::now() + STEP;
-    while api.status("crash", ADMIN_KEY).await == "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not notice the dropped connection within {STEP:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the server to notice the dropped connection",
+        STEP,
+        || async { api.status("crash", ADMIN_KEY).await != "ready" },
+    )
+    .await;
     let text = "queued before the crash";
     let request = json!({"to": RECIPIENT, "text": text, "idempotency_key": "crash-1"});
     let (status, accepted) = api
@@ -919,28 +901,34 @@ async fn kill9_with_a_text_queued_then_restart_sends_it_once_without_a_qr() {
     assert_eq!(again["message_id"], id.as_str(), "{again}");
     assert_eq!(again["duplicate"], true, "{again}");
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut statuses: Vec<String> = Vec::new();
-    loop {
-        let s = api.status("crash", ADMIN_KEY).await;
-        if statuses.last() != Some(&s) {
-            statuses.push(s.clone());
-        }
-        let (qr_status, qr) = api.get("/api/sessions/crash/qr", ADMIN_KEY).await;
-        assert_ne!(
-            qr_status,
-            StatusCode::OK,
-            "the restarted session asks for a QR again: {qr}; statuses {statuses:?}"
-        );
-        if s == "ready" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready again within 90 s of the restart; statuses {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let statuses = Mutex::new(Vec::<String>::new());
+    eventually(
+        "ready again after the restart",
+        Duration::from_secs(90),
+        || async {
+            let s = api.status("crash", ADMIN_KEY).await;
+            {
+                let mut statuses = statuses.lock().unwrap();
+                if statuses.last() != Some(&s) {
+                    statuses.push(s.clone());
+                }
+            }
+            let (qr_status, qr) = api.get("/api/sessions/crash/qr", ADMIN_KEY).await;
+            let statuses = statuses.lock().unwrap();
+            assert_ne!(
+                qr_status,
+                StatusCode::OK,
+                "the restarted session asks for a QR again: {qr}; statuses {statuses:?}"
+            );
+            if s == "ready" {
+                Ok(())
+            } else {
+                Err(format!("statuses {statuses:?}"))
+            }
+        },
+    )
+    .await;
+    let statuses = statuses.into_inner().unwrap();
     assert!(
         !statuses.iter().any(|s| s == "qr"),
         "statuses after the restart: {statuses:?}"

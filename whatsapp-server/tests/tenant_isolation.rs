@@ -17,7 +17,7 @@ use std::time::Duration;
 use faults::{ADMIN_KEY, Api, Server, ServerSettings, Workspace, start_emulator};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 
 /// Generous bound for anything that involves a browser (never a speed assertion).
 const WITHIN: Duration = Duration::from_secs(90);
@@ -41,28 +41,6 @@ async fn tenant_key(api: &Api, tenant: &str) -> String {
         )
         .await;
     v["key"].as_str().expect("key").to_owned()
-}
-
-/// Polls `GET path` with `key` until `done` holds for the answer.
-async fn poll(
-    api: &Api,
-    path: &str,
-    key: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        let (status, v) = api.get(path, key).await;
-        if status == StatusCode::OK && done(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {WITHIN:?}; last answer {status} {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,13 +132,15 @@ async fn a_reused_session_id_never_reaches_another_tenants_login() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "A creates victim: {v}");
     assert_ne!(v["instance_id"], b_instance.as_str());
-    let a_view = poll(
-        &api,
-        "/api/sessions/victim",
-        &key_a,
-        "A's new victim shows a QR",
-        |v| v["running"] == true && (v["status"] == "qr" || v["status"] == "ready"),
-    )
+    let a_view = eventually("A's new victim to show a QR", WITHIN, || async {
+        let (status, v) = api.get("/api/sessions/victim", &key_a).await;
+        let settled = v["running"] == true && (v["status"] == "qr" || v["status"] == "ready");
+        if status == StatusCode::OK && settled {
+            Ok(v)
+        } else {
+            Err(format!("{status} {v}"))
+        }
+    })
     .await;
     assert_eq!(
         a_view["status"], "qr",

@@ -19,7 +19,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::process::{Child, Command};
-use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 use whatsapp_emulator::{Emulator, EmulatorClient, EmulatorConfig, RunningEmulator};
 
 /// The binary under test.
@@ -313,22 +313,24 @@ impl Server {
 
     /// Waits until `/readyz` answers 200; panics (naming the log) if the process exits first.
     pub(crate) async fn wait_ready(&mut self, api: &Api) {
-        let deadline = Instant::now() + STEP;
-        loop {
+        let url = format!("{}/readyz", api.base);
+        eventually("/readyz to answer 200", STEP, || {
             if let Some(status) = self.child.try_wait().expect("poll the server") {
                 panic!(
                     "the server exited with {status} before it was ready; log {}",
                     self.log.display()
                 );
             }
-            if let Ok(r) = api.http.get(format!("{}/readyz", api.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
+            let answer = api.http.get(&url).send();
+            async move {
+                match answer.await {
+                    Ok(r) if r.status() == StatusCode::OK => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            assert!(Instant::now() < deadline, "/readyz not 200 within {STEP:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// The exit status if the process already exited.
@@ -511,8 +513,7 @@ impl Api {
     /// Reads the QR over REST and scans it at the emulator with [`PHONE`]; retries when a
     /// QR rotated between reading and scanning. Returns the linked device's id.
     pub(crate) async fn link(&self, session: &str, emulator: &EmulatorClient) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
+        eventually(&format!("{session} to be linked"), STEP, || async {
             let (status, v) = self
                 .get(&format!("/api/sessions/{session}/qr"), ADMIN_KEY)
                 .await;
@@ -520,42 +521,55 @@ impl Api {
                 let payload = v["qr"].as_str().expect("qr is a string");
                 let reference = payload.split(',').next().expect("QR has a ref field");
                 match emulator.scan(reference, PHONE).await {
-                    Ok(scan) => return scan.device,
+                    Ok(scan) => return Ok(scan.device),
                     Err(e) => eprintln!("scan of {reference} failed (retrying): {e}"),
                 }
             } else {
                 assert_eq!(status, StatusCode::CONFLICT, "GET qr of {session}: {v}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "could not link {session} within {STEP:?} (last answer {status} {v})"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Err(format!("last answer {status} {v}"))
+        })
+        .await
     }
 
     /// Polls until the session runs, its stored status is `ready` and WhatsApp Web's live
     /// state is `CONNECTED`, within `within`. Returns every distinct status seen on the way
     /// (a status of `qr` or `logged_out` among them means a QR was needed).
     pub(crate) async fn wait_connected(&self, session: &str, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        let mut seen: Vec<String> = Vec::new();
-        loop {
+        self.wait_view(
+            session,
+            &format!("{session} ready and CONNECTED"),
+            within,
+            is_connected,
+        )
+        .await
+    }
+
+    /// Polls `GET /api/sessions/{session}` until `done` holds for the view, within `within`
+    /// (panicking with `what`); returns every distinct status seen on the way.
+    pub(crate) async fn wait_view(
+        &self,
+        session: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Vec<String> {
+        let seen = Mutex::new(Vec::<String>::new());
+        eventually(what, within, || async {
             let v = self.session(session).await;
             let status = v["status"].as_str().unwrap_or_default().to_owned();
+            let mut seen = seen.lock().unwrap();
             if seen.last() != Some(&status) {
-                seen.push(status.clone());
+                seen.push(status);
             }
-            if is_connected(&v) {
-                return seen;
+            if done(&v) {
+                Ok(())
+            } else {
+                Err(format!("statuses seen {seen:?}; last view {v}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "session {session} not ready and CONNECTED within {within:?}; statuses seen \
-                 {seen:?}; last view {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        seen.into_inner().unwrap()
     }
 
     /// Polls until the message's status is `want` (or panics after `within`).
@@ -566,21 +580,22 @@ impl Api {
         want: &str,
         within: Duration,
     ) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let (status, v) = self
-                .get(&format!("/api/sessions/{session}/messages/{id}"), ADMIN_KEY)
-                .await;
-            assert_eq!(status, StatusCode::OK, "GET message {id}: {v}");
-            if v["status"] == want {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "message {id} of {session} not {want} within {within:?}: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(
+            &format!("message {id} of {session} to be {want}"),
+            within,
+            || async {
+                let (status, v) = self
+                    .get(&format!("/api/sessions/{session}/messages/{id}"), ADMIN_KEY)
+                    .await;
+                assert_eq!(status, StatusCode::OK, "GET message {id}: {v}");
+                if v["status"] == want {
+                    Ok(v)
+                } else {
+                    Err(v.to_string())
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -651,22 +666,22 @@ pub(crate) fn browser_pids(profile_dir: &Path) -> Vec<u32> {
 /// Waits (at most `within`) for exactly one main browser process of `profile_dir` that is
 /// not `not`; returns its PID.
 pub(crate) async fn wait_browser(profile_dir: &Path, not: Option<u32>, within: Duration) -> u32 {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!(
+        "a single browser process for {} (excluding {not:?})",
+        profile_dir.display()
+    );
+    eventually(&what, within, || async {
         let pids: Vec<u32> = browser_pids(profile_dir)
             .into_iter()
             .filter(|p| Some(*p) != not)
             .collect();
         if let [pid] = pids[..] {
-            return pid;
+            Ok(pid)
+        } else {
+            Err(pids)
         }
-        assert!(
-            Instant::now() < deadline,
-            "no single browser process for {} within {within:?} (found {pids:?}, excluding {not:?})",
-            profile_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, …), if the process exists.
@@ -707,18 +722,11 @@ pub(crate) fn assert_chromium_running(sessions: &Path, when: &str) {
 
 /// Waits (at most `within`) until no process uses a profile under `sessions`.
 pub(crate) async fn assert_no_chromium(sessions: &Path, within: Duration, when: &str) {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(&format!("no Chromium {when}"), within, || async {
         let left = chromium_under(sessions);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Chromium still running {within:?} {when}: {left:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    })
+    .await
 }
 
 /// The stored status of every queued message of `sessions`, read straight from the SQLite

@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use tokio::time::Instant;
+use whatsapp_core::testing::eventually;
 
 /// A free loopback port (bound, then released for the instance to take).
 fn free_port() -> u16 {
@@ -45,15 +46,6 @@ fn accepts(port: u16) -> bool {
         Duration::from_millis(500),
     )
     .is_ok()
-}
-
-/// Polls `ready` every 100 ms until it holds, or panics after `within` naming `what`.
-async fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The last `n` bytes of a text file (for failure messages).
@@ -171,9 +163,11 @@ impl PrivatePostgres {
         )
         .await;
         let port = self.port;
-        wait_until("Postgres stops listening", Duration::from_secs(30), || {
-            !accepts(port)
-        })
+        eventually(
+            "Postgres to stop listening",
+            Duration::from_secs(30),
+            || async move { !accepts(port) },
+        )
         .await;
     }
 
@@ -347,9 +341,11 @@ impl PrivateRedis {
             });
         self.child = Some(child);
         let port = self.port;
-        wait_until("Redis answers PING", Duration::from_secs(30), || {
-            redis_ping(port)
-        })
+        eventually(
+            "Redis to answer PING",
+            Duration::from_secs(30),
+            || async move { redis_ping(port) },
+        )
         .await;
     }
 
@@ -357,18 +353,16 @@ impl PrivateRedis {
     pub(crate) async fn stop(&mut self) {
         let mut child = self.child.take().expect("Redis runs");
         signal(child.id(), rustix::process::Signal::TERM).expect("SIGTERM Redis");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().expect("poll Redis").is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "Redis did not exit within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let port = self.port;
-        wait_until("Redis's port is closed", Duration::from_secs(10), || {
-            !accepts(port)
+        eventually("Redis to exit", Duration::from_secs(30), || {
+            std::future::ready(child.try_wait().expect("poll Redis").is_some())
         })
+        .await;
+        let port = self.port;
+        eventually(
+            "Redis's port to close",
+            Duration::from_secs(10),
+            || async move { !accepts(port) },
+        )
         .await;
     }
 
@@ -440,7 +434,7 @@ impl Moto {
             child,
             paused: false,
         };
-        wait_until("moto_server answers", Duration::from_secs(60), || {
+        eventually("moto_server to answer", Duration::from_secs(60), || async {
             moto.request("GET", "/").is_some()
         })
         .await;
@@ -642,22 +636,21 @@ impl Receiver {
         within: Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<Received> {
-        let deadline = Instant::now() + within;
-        loop {
+        eventually(&format!("{n} of {what}"), within, || async {
             let got = self.matching(&pred);
             if got.len() >= n {
-                return got;
+                Ok(got)
+            } else {
+                Err(format!(
+                    "{} of {n}; received {:?}",
+                    got.len(),
+                    self.received()
+                        .iter()
+                        .map(|r| (r.answer, r.json()))
+                        .collect::<Vec<_>>()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {} of {n} within {within:?}; received {:#?}",
-                got.len(),
-                self.received()
-                    .iter()
-                    .map(|r| (r.answer, r.json()))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
