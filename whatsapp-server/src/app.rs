@@ -312,7 +312,8 @@ fn wire(config: CheckedServerConfig, parts: AppParts, databases: Databases) -> R
 }
 
 /// Step 2, the real-time channel's forwarders: engine events to Socket.IO rooms, to
-/// webhooks (through the outbox) and to the metrics, each from [`crate::events`].
+/// webhooks (through the outbox), to the metrics and to the message history, each from
+/// [`crate::events`].
 fn forward_events(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut workers = Vec::new();
     let sessions = state.stores.sessions.clone();
@@ -332,6 +333,10 @@ fn forward_events(state: &AppState) -> Vec<JoinHandle<()>> {
         state.lifecycle.engine().subscribe(),
     )));
     workers.push(state.metrics.follow(state.lifecycle.engine().subscribe()));
+    workers.push(tokio::spawn(crate::history::record(
+        state.clone(),
+        state.lifecycle.engine().subscribe(),
+    )));
 
     workers
 }
@@ -522,7 +527,10 @@ async fn forward_webhooks(
             let Some((kind, data)) = e.event.webhook(&record.name) else {
                 continue;
             };
-            let webhook = WebhookEvent::new(kind, data);
+            let mut webhook = WebhookEvent::new(kind, data);
+            if let Some(id) = e.event.webhook_id(&e.session) {
+                webhook = webhook.with_id(id);
+            }
             if let Err(err) = state.outbox.enqueue_webhook(&record.tenant, &webhook).await {
                 tracing::warn!(session = %e.session, error = %err, "could not queue a webhook");
             }

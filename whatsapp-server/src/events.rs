@@ -16,13 +16,22 @@
 //! | `Status` → anything else      | `Status`                                 | `status {session_id, status}`               | `session.status {session_id, status}`             |
 //! | `GaveUp`                      | `Disconnected` (status `error`, reason)  | `disconnected {session_id, reason}`         | `session.disconnected {session_id, status: "error", reason}` |
 //! | `State`                       | `Connection`                             | none                                        | none                                              |
+//! | `Message`                     | `Message`                                | `message {session_id, id, chat, from, from_me, type, body, timestamp}` | `message` (same data)            |
+//! | `Ack`                         | `Ack`                                    | `message.ack {session_id, id, ack, ack_name}` | `message.ack` (same data)                       |
+//!
+//! A message event's `id` is WhatsApp's serialized key (`false_<chat>_<id>`), the same in
+//! every outlet and in the history (`GET /api/sessions/{id}/chats/{chat}/messages`), so a
+//! receiver de-duplicates on it; the webhook's own id is derived from it
+//! ([`Event::webhook_id`]), so the same message or ack is queued once however often the
+//! page reports it.
 //!
 //! Metrics count every `Status` (by status) and pair `Connection` drops with recoveries.
 //! Every payload's `session_id` is the name the tenant knows the session by, never the
 //! instance id: the outlets pass it in.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use whatsapp_core::{ConnectionState, SessionId, SessionStatus};
+use whatsapp_core::{Ack, ConnectionState, MessageId, SessionId, SessionStatus, Wid};
 use whatsapp_keepalive::EngineEvent;
 
 /// Something that happened to one session, in the vocabulary every outlet shares.
@@ -57,6 +66,37 @@ pub enum Event {
         /// The new state.
         state: ConnectionState,
     },
+    /// A message arrived for the account.
+    Message {
+        /// WhatsApp's serialized message key.
+        id: MessageId,
+        /// The sender, and the chat of a direct message.
+        from: Wid,
+        /// The text.
+        body: String,
+        /// When it was sent.
+        at: DateTime<Utc>,
+    },
+    /// The ack of one of the account's messages rose.
+    Ack {
+        /// WhatsApp's serialized message key.
+        id: MessageId,
+        /// The new level.
+        ack: Ack,
+    },
+}
+
+/// The name of an ack level, as whatsapp-web.js's `MessageAck` names them.
+pub fn ack_name(ack: Ack) -> &'static str {
+    match ack.0 {
+        -1 => "ERROR",
+        0 => "PENDING",
+        1 => "SERVER",
+        2 => "DEVICE",
+        3 => "READ",
+        4 => "PLAYED",
+        _ => "UNKNOWN",
+    }
 }
 
 /// An [`Event`] about one session instance.
@@ -106,6 +146,28 @@ pub fn from_engine(event: &EngineEvent) -> Vec<SessionEvent> {
                 state: state.clone(),
             }],
         ),
+        EngineEvent::Message {
+            session,
+            id,
+            from,
+            body,
+            at,
+        } => (
+            session,
+            vec![Event::Message {
+                id: id.clone(),
+                from: from.clone(),
+                body: body.clone(),
+                at: *at,
+            }],
+        ),
+        EngineEvent::Ack { session, id, ack } => (
+            session,
+            vec![Event::Ack {
+                id: id.clone(),
+                ack: *ack,
+            }],
+        ),
         #[allow(unreachable_patterns)]
         _ => return Vec::new(),
     };
@@ -119,6 +181,56 @@ pub fn from_engine(event: &EngineEvent) -> Vec<SessionEvent> {
 }
 
 impl Event {
+    /// The payload of a message event (the same on Socket.IO and webhooks).
+    fn message_data(&self, name: &SessionId) -> Option<(&'static str, Value)> {
+        let id = name.as_str();
+        match self {
+            Event::Message {
+                id: key,
+                from,
+                body,
+                at,
+            } => Some((
+                "message",
+                json!({
+                    "session_id": id,
+                    "id": key.0,
+                    "chat": from.to_string(),
+                    "from": from.to_string(),
+                    "from_me": false,
+                    "type": "chat",
+                    "body": body,
+                    "timestamp": at.timestamp(),
+                }),
+            )),
+            Event::Ack { id: key, ack } => Some((
+                "message.ack",
+                json!({
+                    "session_id": id,
+                    "id": key.0,
+                    "ack": ack.0,
+                    "ack_name": ack_name(*ack),
+                }),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A stable id for this event's webhook, for events that must be queued once however
+    /// often they are reported (a message, an ack level of a message): `evt_` + 32 hex digits
+    /// of SHA-256 over the session instance, the kind and the message key. `None`: a fresh
+    /// id per event.
+    pub fn webhook_id(&self, session: &SessionId) -> Option<String> {
+        use sha2::Digest;
+        let identity = match self {
+            Event::Message { id, .. } => format!("{session}\0message\0{}", id.0),
+            Event::Ack { id, ack } => format!("{session}\0message.ack\0{}\0{}", id.0, ack.0),
+            _ => return None,
+        };
+        let digest = sha2::Sha256::digest(identity.as_bytes());
+        Some(format!("evt_{}", hex::encode(&digest[..16])))
+    }
+
     /// The Socket.IO event name and payload, for the session its tenant calls `name`; `None`
     /// for events clients do not get.
     pub fn socketio(&self, name: &SessionId) -> Option<(&'static str, Value)> {
@@ -139,6 +251,7 @@ impl Event {
                 }),
             ),
             Event::Connection { .. } => return None,
+            Event::Message { .. } | Event::Ack { .. } => return self.message_data(name),
         })
     }
 
@@ -168,6 +281,7 @@ impl Event {
                 }
                 Some(("session.disconnected", data))
             }
+            Event::Message { .. } | Event::Ack { .. } => self.message_data(name),
             Event::Qr { .. } | Event::Authenticated | Event::Connection { .. } => None,
         }
     }
@@ -337,5 +451,56 @@ mod tests {
             assert!(socketio(&engine).is_empty());
             assert!(webhooks(&engine).is_empty());
         }
+    }
+
+    #[test]
+    fn messages_and_acks_carry_the_key_and_get_one_webhook_id_each() {
+        let id = MessageId("false_34600000061@c.us_3EB0AA".into());
+        let from = Wid::parse("34600000061@c.us").unwrap();
+        let at = chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        let message = EngineEvent::Message {
+            session: sid(),
+            id: id.clone(),
+            from: from.clone(),
+            body: "hi".into(),
+            at,
+        };
+        let events = from_engine(&message);
+        assert_eq!(events.len(), 1);
+        let (name, data) = events[0].event.socketio(&sid()).unwrap();
+        assert_eq!(name, "message");
+        assert_eq!(data["id"], id.0.as_str());
+        assert_eq!(data["timestamp"], 1_764_000_000);
+        assert_eq!(
+            events[0].event.webhook(&sid()),
+            events[0].event.socketio(&sid()),
+            "the same event on both outlets"
+        );
+        let ack = |level| EngineEvent::Ack {
+            session: sid(),
+            id: id.clone(),
+            ack: level,
+        };
+        let read = from_engine(&ack(Ack::READ));
+        let (name, data) = read[0].event.webhook(&sid()).unwrap();
+        assert_eq!(
+            (name, data["ack_name"].as_str()),
+            ("message.ack", Some("READ"))
+        );
+        let webhook_id = |e: &EngineEvent| from_engine(e)[0].event.webhook_id(&sid());
+        assert_eq!(webhook_id(&message), webhook_id(&message), "stable");
+        assert_ne!(webhook_id(&ack(Ack::READ)), webhook_id(&ack(Ack::DEVICE)));
+        assert_ne!(webhook_id(&message), webhook_id(&ack(Ack::READ)));
+        let other = SessionId::new("s2").unwrap();
+        assert_ne!(
+            from_engine(&message)[0].event.webhook_id(&other),
+            webhook_id(&message),
+            "per session instance"
+        );
+        assert_eq!(
+            Event::Ready.webhook_id(&sid()),
+            None,
+            "lifecycle events: fresh ids"
+        );
     }
 }

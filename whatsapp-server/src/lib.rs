@@ -16,6 +16,7 @@
 //! - [`events`]: the one vocabulary of session events, from the engine to Socket.IO,
 //!   webhooks and metrics.
 //! - [`deps`]: probes of the database, Redis and the backup store; alerts.
+//! - [`history`]: records incoming messages and their acks in the message history.
 //! - [`jobs`]: scheduled jobs (cache clean-up, renewal reminders, health check, clean-up).
 //! - [`messaging`]: the durable, paced outgoing message queue and its worker.
 //! - [`metrics`]: Prometheus metrics.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deps;
 pub mod events;
+pub mod history;
 pub mod jobs;
 pub mod messaging;
 pub mod metrics;

@@ -29,6 +29,7 @@
 mod admin;
 mod backups;
 mod error;
+mod history;
 mod messages;
 mod openapi;
 mod sessions;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(sessions::routes())
         .merge(messages::routes())
+        .merge(history::routes())
         .merge(backups::routes())
         .merge(admin::routes())
         .fallback(api_not_found);

@@ -21,7 +21,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{admin, backups, error, messages, sessions};
+use super::{admin, backups, error, history, messages, sessions};
 use crate::state::AppState;
 
 /// The API's OpenAPI description.
@@ -38,6 +38,7 @@ use crate::state::AppState;
         sessions::restart_session, sessions::logout_session, sessions::get_qr,
         sessions::pairing_code,
         messages::send_message, messages::get_message, messages::check_number,
+        history::list_chats, history::list_messages,
         backups::backup_now, backups::list_backups, backups::restore, backups::fallback,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant,
         admin::create_key, admin::list_keys, admin::revoke_key, admin::set_webhook,
@@ -89,6 +90,10 @@ pub(super) const PHONE_PATTERN: &str =
 /// ([`PHONE_PATTERN`] without the suffix), `<digits>@c.us`, or a group `<digits>@g.us` /
 /// `<digits>-<digits>@g.us` (1 to 20 digits each, no leading 0).
 pub(super) const RECIPIENT_PATTERN: &str = r"^\s*(\+?[ ().-]*[1-9]([ ().-]*[0-9]){6,14}[ ().-]*|[1-9][0-9]{6,14}@c\.us|[1-9][0-9]{0,19}(-[1-9][0-9]{0,19})?@g\.us)\s*$";
+
+/// A WID as [`whatsapp_core::Wid::parse`] reads it: digits (a group may add `-<digits>`),
+/// `@`, and one of the servers `c.us`, `g.us`, `lid`, `s.whatsapp.net`.
+pub(super) const WID_PATTERN: &str = r"^[0-9]+(-[0-9]+)?@(c\.us|g\.us|lid|s\.whatsapp\.net)$";
 
 /// A text that is not only white space.
 pub(super) const TEXT_PATTERN: &str = r"\S";
@@ -305,6 +310,7 @@ fn path_pattern(path: &str, name: &str) -> Option<&'static str> {
         "tenant" => Some(ID_PATTERN),
         "phone" => Some(PHONE_PATTERN),
         "instance" => Some(ID_PATTERN),
+        "chat" => Some(WID_PATTERN),
         _ => None,
     }
 }
