@@ -33,7 +33,7 @@ struct Server {
     base: String,
     http: reqwest::Client,
     sessions_path: PathBuf,
-    _dir: tempfile::TempDir,
+    _home: inproc::Home,
 }
 
 /// An HTTP answer: status, headers and body (JSON when it parses, `Null` otherwise).
@@ -102,32 +102,10 @@ const AS_ADMIN: Key<'static> = Key::Bearer(ADMIN);
 impl Server {
     /// A server with the standard settings and `extra` flags.
     async fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let sessions_path = dir.path().join("sessions");
-        let data = dir.path().join("data");
-        let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let mut args = vec![
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sessions-path",
-            sessions_path.to_str().unwrap(),
-            "--database-url",
-            &db,
-            "--backup-sink",
-            "local",
-            "--admin-api-key",
-            ADMIN,
-            "--keepalive-target",
-            "off",
-            "--time-zone",
-            "UTC",
-            "--host",
-            "127.0.0.1",
-        ];
-        args.extend_from_slice(extra);
+        let home = inproc::Home::new();
         let browser = FakeBrowser::new(11);
         let (app, base) = inproc::start_app(
-            inproc::checked_config(&args),
+            home.config(ADMIN, extra),
             Arc::new(browser.clone()),
             Arc::new(SystemClock),
         )
@@ -137,8 +115,8 @@ impl Server {
             browser,
             base,
             http: inproc::http_client(),
-            sessions_path,
-            _dir: dir,
+            sessions_path: home.sessions.clone(),
+            _home: home,
         }
     }
 

@@ -124,7 +124,7 @@ struct Server {
     app: RunningApp,
     emulator: RunningEmulator,
     chromium: ChromiumConfig,
-    _dir: tempfile::TempDir,
+    _home: inproc::Home,
 }
 
 impl Server {
@@ -138,28 +138,9 @@ impl Server {
             .expect("start the emulator");
         let chromium = whatsapp_tests::stack::chromium_config(&emulator);
 
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let data = dir.path().join("data");
-        let sessions = dir.path().join("sessions");
-        let db = format!("sqlite://{}", dir.path().join("wa.db").display());
-        let args = [
-            "--host",
-            "127.0.0.1",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sessions-path",
-            sessions.to_str().unwrap(),
-            "--database-url",
-            &db,
-            "--admin-api-key",
-            ADMIN_KEY,
-            "--keepalive-target",
-            "off",
-            "--time-zone",
-            "UTC",
-        ];
+        let home = inproc::Home::new();
         let (app, _) = inproc::start_app(
-            inproc::checked_config(&args),
+            home.config(ADMIN_KEY, &[]),
             Arc::new(ChromiumDriver::new(chromium.clone())),
             Arc::new(SystemClock),
         )
@@ -168,7 +149,7 @@ impl Server {
             app,
             emulator,
             chromium,
-            _dir: dir,
+            _home: home,
         }
     }
 

@@ -38,7 +38,7 @@ struct Server {
     base: String,
     http: reqwest::Client,
     sessions_path: PathBuf,
-    _dir: tempfile::TempDir,
+    _home: inproc::Home,
 }
 
 struct Answer {
@@ -81,31 +81,11 @@ impl Server {
     /// A server whose SQLite database lives in `db_dir`; everything else in a temporary
     /// directory on the ordinary disk.
     async fn start(db_dir: &Path) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let sessions_path = dir.path().join("sessions");
-        let data = dir.path().join("data");
-        let db = format!("sqlite://{}", db_dir.join("db.sqlite").display());
-        let args = [
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sessions-path",
-            sessions_path.to_str().unwrap(),
-            "--database-url",
-            &db,
-            "--backup-sink",
-            "local",
-            "--admin-api-key",
-            ADMIN,
-            "--keepalive-target",
-            "off",
-            "--time-zone",
-            "UTC",
-            "--host",
-            "127.0.0.1",
-        ];
+        let mut home = inproc::Home::new();
+        home.database_url = format!("sqlite://{}", db_dir.join("db.sqlite").display());
         let browser = FakeBrowser::new(23);
         let (app, base) = inproc::start_app(
-            inproc::checked_config(&args),
+            home.config(ADMIN, &[]),
             Arc::new(browser.clone()),
             Arc::new(SystemClock),
         )
@@ -115,8 +95,8 @@ impl Server {
             browser,
             base,
             http: inproc::http_client(),
-            sessions_path,
-            _dir: dir,
+            sessions_path: home.sessions.clone(),
+            _home: home,
         }
     }
 

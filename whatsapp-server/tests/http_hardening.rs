@@ -33,34 +33,14 @@ struct Server {
     app: RunningApp,
     base: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _home: inproc::Home,
 }
 
 impl Server {
     async fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let sessions = dir.path().join("sessions");
-        let data = dir.path().join("data");
-        let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let mut args = vec![
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sessions-path",
-            sessions.to_str().unwrap(),
-            "--database-url",
-            &db,
-            "--admin-api-key",
-            ADMIN,
-            "--keepalive-target",
-            "off",
-            "--time-zone",
-            "UTC",
-            "--host",
-            "127.0.0.1",
-        ];
-        args.extend_from_slice(extra);
+        let home = inproc::Home::new();
         let (app, base) = inproc::start_app(
-            inproc::checked_config(&args),
+            home.config(ADMIN, extra),
             Arc::new(FakeBrowser::new(7)),
             Arc::new(SystemClock),
         )
@@ -72,7 +52,7 @@ impl Server {
                 .timeout(CLOSE_WITHIN)
                 .build()
                 .unwrap(),
-            _dir: dir,
+            _home: home,
         }
     }
 

@@ -46,33 +46,15 @@ struct Server {
     browser: FakeBrowser,
     base: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _home: inproc::Home,
 }
 
 impl Server {
     async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let sessions = dir.path().join("sessions");
-        let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let home = inproc::Home::new();
         let browser = FakeBrowser::new(5);
         let (app, base) = inproc::start_app(
-            inproc::checked_config(&[
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--sessions-path",
-                sessions.to_str().unwrap(),
-                "--database-url",
-                &db,
-                "--admin-api-key",
-                ADMIN,
-                "--time-zone",
-                "UTC",
-                "--host",
-                "127.0.0.1",
-                "--webhook-allow-hosts",
-                "127.0.0.0/8",
-            ]),
+            home.config(ADMIN, &["--webhook-allow-hosts", "127.0.0.0/8"]),
             Arc::new(browser.clone()),
             Arc::new(SystemClock),
         )
@@ -82,7 +64,7 @@ impl Server {
             browser,
             base,
             http: inproc::http_client(),
-            _dir: dir,
+            _home: home,
         }
     }
 

@@ -61,3 +61,55 @@ pub(crate) fn http_client() -> reqwest::Client {
         .build()
         .expect("an HTTP client")
 }
+
+/// A temporary home for one in-process server: its data directory, its profiles and a
+/// SQLite database, all inside one temporary directory (deleted on drop).
+pub(crate) struct Home {
+    /// The temporary directory.
+    pub(crate) dir: tempfile::TempDir,
+    /// `--data-dir`.
+    pub(crate) data: std::path::PathBuf,
+    /// `--sessions-path`.
+    pub(crate) sessions: std::path::PathBuf,
+    /// `--database-url`.
+    pub(crate) database_url: String,
+}
+
+impl Home {
+    /// A fresh home.
+    pub(crate) fn new() -> Home {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().join("data");
+        let sessions = dir.path().join("sessions");
+        let database_url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        Home {
+            dir,
+            data,
+            sessions,
+            database_url,
+        }
+    }
+
+    /// The checked configuration of a server in this home, with `admin_key`, keepalive
+    /// messages off, schedules in UTC, listening on loopback, and the `extra` flags.
+    pub(crate) fn config(&self, admin_key: &str, extra: &[&str]) -> CheckedServerConfig {
+        let mut args = vec![
+            "--data-dir",
+            self.data.to_str().expect("a UTF-8 path"),
+            "--sessions-path",
+            self.sessions.to_str().expect("a UTF-8 path"),
+            "--database-url",
+            &self.database_url,
+            "--admin-api-key",
+            admin_key,
+            "--keepalive-target",
+            "off",
+            "--time-zone",
+            "UTC",
+            "--host",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        checked_config(&args)
+    }
+}
