@@ -13,7 +13,7 @@ use tokio::{
     process::{Child, Command},
     sync::{broadcast, mpsc},
 };
-use whatsapp_core::{QrPayload, SessionId, SessionStatus, TenantId};
+use whatsapp_core::{Ack, MessageId, QrPayload, SessionId, SessionStatus, TenantId, Wid};
 use whatsapp_keepalive::EngineEvent;
 use whatsapp_server::realtime::{RealtimeAuthenticator, RealtimeHub, TenantScope, UNAUTHORIZED};
 
@@ -189,6 +189,7 @@ async fn each_client_receives_only_its_tenants_sessions() {
     let sb = SessionId::new("s-b").unwrap();
     let nobody = SessionId::new("s-orphan").unwrap();
     let qr = QrPayload::parse("ref,static,identity,adv,1").unwrap();
+    let message_id = MessageId("false_34600000061@c.us_3EB0AAAAAAAAAAAAAAAAAA".into());
     for event in [
         EngineEvent::Qr {
             session: sa.clone(),
@@ -209,6 +210,18 @@ async fn each_client_receives_only_its_tenants_sessions() {
         EngineEvent::Status {
             session: sb.clone(),
             status: SessionStatus::Ready,
+        },
+        EngineEvent::Message {
+            session: sa.clone(),
+            id: message_id.clone(),
+            from: Wid::parse("34600000061@c.us").unwrap(),
+            body: "hello bot".into(),
+            at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
+        },
+        EngineEvent::Ack {
+            session: sa.clone(),
+            id: message_id.clone(),
+            ack: Ack::READ,
         },
         // Barriers: each client's last event; anything misrouted before it has arrived by then.
         EngineEvent::Status {
@@ -243,25 +256,45 @@ async fn each_client_receives_only_its_tenants_sessions() {
     }
     node.wait_for("a's qr", is_event("a", "qr", "s-a")).await;
 
-    let expected = |s: &str| {
-        vec![
+    let expected = |s: &str, messages: bool| {
+        let mut events = vec![
             ("qr".to_owned(), s.to_owned()),
             ("status".to_owned(), s.to_owned()),
             ("ready".to_owned(), s.to_owned()),
-            ("status".to_owned(), s.to_owned()),
-        ]
+        ];
+        if messages {
+            events.push(("message".to_owned(), s.to_owned()));
+            events.push(("message.ack".to_owned(), s.to_owned()));
+        }
+        events.push(("status".to_owned(), s.to_owned()));
+        events
     };
-    assert_eq!(node.events_of("a"), expected("s-a"));
-    assert_eq!(node.events_of("apikey_a"), expected("s-a"));
-    assert_eq!(node.events_of("b"), expected("s-b"));
-    assert_eq!(node.events_of("bearer_b"), expected("s-b"));
+    assert_eq!(node.events_of("a"), expected("s-a", true));
+    assert_eq!(node.events_of("apikey_a"), expected("s-a", true));
+    assert_eq!(node.events_of("b"), expected("s-b", false));
+    assert_eq!(node.events_of("bearer_b"), expected("s-b", false));
+    let message = node
+        .seen
+        .iter()
+        .find(|l| is_event("a", "message", "s-a")(l))
+        .unwrap();
+    assert_eq!(message["data"]["id"], message_id.0.as_str());
+    assert_eq!(message["data"]["from"], "34600000061@c.us");
+    assert_eq!(message["data"]["body"], "hello bot");
+    let ack = node
+        .seen
+        .iter()
+        .find(|l| is_event("a", "message.ack", "s-a")(l))
+        .unwrap();
+    assert_eq!(ack["data"]["ack"], 3);
+    assert_eq!(ack["data"]["ack_name"], "READ");
     let admin: HashSet<String> = node
         .events_of("admin")
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     assert_eq!(admin, HashSet::from(["s-a".to_owned(), "s-b".to_owned()]));
-    assert_eq!(node.events_of("admin").len(), 8);
+    assert_eq!(node.events_of("admin").len(), 10);
     let qr_line = node
         .seen
         .iter()

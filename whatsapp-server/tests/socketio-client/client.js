@@ -6,7 +6,7 @@
 //   or `apikey` (`X-Api-Key` header).
 // Lines: {"client":NAME,"event":"connect"}
 //        {"client":NAME,"event":"connect_error","message":...}
-//        {"client":NAME,"event":<qr|authenticated|ready|status|disconnected>,"data":...}
+//        {"client":NAME,"event":<qr|authenticated|ready|status|disconnected|message|message.ack>,"data":...}
 // Exits when its stdin closes (the test dropped it), closing every socket.
 "use strict";
 const { io } = require("socket.io-client");
@@ -41,7 +41,15 @@ for (const spec of specs) {
   socket.on("connect_error", (err) =>
     print({ client: name, event: "connect_error", message: err.message }),
   );
-  for (const event of ["qr", "authenticated", "ready", "status", "disconnected"]) {
+  for (const event of [
+    "qr",
+    "authenticated",
+    "ready",
+    "status",
+    "disconnected",
+    "message",
+    "message.ack",
+  ]) {
     socket.on(event, (data) => print({ client: name, event, data }));
   }
 }
