@@ -4,17 +4,21 @@
 #
 # It installs Chromium if missing, builds, starts the emulator and the server, links a demo
 # session (the emulator plays the phone that scans the QR), sends a text through the queue,
-# takes a backup, then prints the dashboard URL and the admin key and keeps running until
-# Ctrl-C. Run it again: the session comes back connected without a new QR.
+# has the emulated phone of a friend write to the session and shows that message reaching a
+# webhook receiver on loopback, takes a backup, then prints the dashboard URL and the admin
+# key and keeps running until Ctrl-C. Run it again: the session comes back connected without
+# a new QR.
 #
 # Environment: DEMO_DATA_DIR (default ./data), PORT (4000), EMULATOR_PORT (4010),
-# DEMO_ONCE=1 to stop after the walk-through instead of waiting for Ctrl-C.
+# WEBHOOK_PORT (4020), DEMO_ONCE=1 to stop after the walk-through instead of waiting for
+# Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA="${DEMO_DATA_DIR:-./data}"
 PORT="${PORT:-4000}"
 EMULATOR_PORT="${EMULATOR_PORT:-4010}"
+WEBHOOK_PORT="${WEBHOOK_PORT:-4020}"
 PHONE="34600000000"      # a fake number: the emulator's phone that scans the QR
 RECIPIENT="34600000099"  # a fake recipient known to the emulator
 BIN=target/debug/whatsapp-server
@@ -29,6 +33,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq chromium fonts-liberation >/dev/null
 fi
 command -v curl >/dev/null 2>&1 || fail "curl is needed (apt-get install -y curl)"
+command -v python3 >/dev/null 2>&1 || fail "python3 is needed for the demo's webhook receiver"
 
 say "building whatsapp-server and whatsapp-emulator"
 cargo build -p whatsapp-server -p whatsapp-emulator
@@ -37,8 +42,13 @@ mkdir -p "$DATA"
 DATA="$(cd "$DATA" && pwd)"
 EMULATOR_PID=""
 SERVER_PID=""
+RECEIVER_PID=""
 cleanup() {
-    # Only the two processes this script started, by PID.
+    # Only the processes this script started, by PID.
+    if [ -n "$RECEIVER_PID" ] && kill -0 "$RECEIVER_PID" 2>/dev/null; then
+        kill -TERM "$RECEIVER_PID" 2>/dev/null || true
+        wait "$RECEIVER_PID" 2>/dev/null || true
+    fi
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -69,6 +79,7 @@ SESSIONS_PATH="$DATA/whatsapp-sessions" \
 PORT="$PORT" HOST=127.0.0.1 \
 CHROMIUM_ARGS="--host-resolver-rules=\"MAP web.whatsapp.com 127.0.0.1:$EMULATOR_PORT\" --ignore-certificate-errors" \
 KEEPALIVE_TARGET=off \
+WEBHOOK_ALLOW_HOSTS=127.0.0.1 \
 RUST_LOG="${RUST_LOG:-info,chromiumoxide=off}" \
     env -u DATABASE_URL -u REDIS_URL -u ADMIN_API_KEY "$BIN" >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
@@ -126,6 +137,36 @@ done
 [ "$m" = sent ] || fail "message $id is $m"
 echo "   message $id sent"
 
+say "a friend writes to the session: the message reaches the tenant's webhook"
+HOOKS="$DATA/webhooks.log"
+: >"$HOOKS"
+python3 scripts/lib/webhook-receiver.py "$WEBHOOK_PORT" "$HOOKS" &
+RECEIVER_PID=$!
+# The session belongs to the tenant `default`; create it (409 when it exists) and point its
+# webhook at the receiver.
+curl -s "${auth[@]}" -H 'content-type: application/json' -d '{"id":"default"}' \
+    "$API/api/tenants" >/dev/null
+curl -fs "${auth[@]}" -X PUT -H 'content-type: application/json' \
+    -d "{\"url\":\"http://127.0.0.1:$WEBHOOK_PORT/hook\"}" "$API/api/tenants/default/webhook" >/dev/null \
+    || fail "could not set the tenant's webhook"
+greeting="hi bot, it is $(date -u +%H:%M:%S)"
+curl -fsk -H 'content-type: application/json' \
+    -d "{\"from\":\"$RECIPIENT\",\"to\":\"$PHONE\",\"body\":\"$greeting\"}" "$EMU/messages" >/dev/null \
+    || fail "the emulated phone could not send"
+for _ in $(seq 150); do
+    grep -q "\"type\":\"message\".*$greeting" "$HOOKS" && break
+    kill -0 "$RECEIVER_PID" 2>/dev/null || fail "the webhook receiver exited"
+    sleep 0.2
+done
+grep -q "\"type\":\"message\".*$greeting" "$HOOKS" \
+    || fail "the message did not reach the webhook (received: $(cat "$HOOKS")); see $DATA/server.log"
+echo "   webhook received: message from $RECIPIENT: \"$greeting\" (all deliveries in $HOOKS)"
+chats="$(curl -fs "${auth[@]}" "$API/api/sessions/demo/chats?limit=1")"
+case "$chats" in
+    *"$greeting"*) echo "   and it is in the history: GET /api/sessions/demo/chats" ;;
+    *) fail "the message is not in the history: $chats" ;;
+esac
+
 say "backing the session's login up (archive, verify)"
 curl -fs "${auth[@]}" -X POST "$API/api/sessions/demo/backups" | json_field backup_id | sed 's/^/   /'
 
@@ -136,7 +177,9 @@ Everything runs:
   admin key   $KEY
   API docs    $API/api/docs/
   metrics     $API/metrics     (Authorization: Bearer <admin key>)
-  emulator    $EMU/devices     (the phone: POST $EMU/scan {"ref","phone"} links a QR)
+  emulator    $EMU/devices     (the phone: POST $EMU/scan {"ref","phone"} links a QR,
+                                POST $EMU/messages {"from","to","body"} writes to it)
+  webhooks    $HOOKS   (what the tenant's webhook received)
   logs        $DATA/server.log, $DATA/emulator.log
 
 Run this script again: session demo comes back ready without a new QR.

@@ -34,7 +34,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 log "README's first command, twice (the second run must restore the session without a QR)"
 demo_dir="$(mktemp -d)"
 for run in 1 2; do
-    if ! DEMO_DATA_DIR="$demo_dir" DEMO_ONCE=1 PORT=14000 EMULATOR_PORT=14010 \
+    if ! DEMO_DATA_DIR="$demo_dir" DEMO_ONCE=1 PORT=14000 EMULATOR_PORT=14010 WEBHOOK_PORT=14020 \
         bash scripts/demo.sh >"$demo_dir/run$run.log" 2>&1; then
         cat "$demo_dir/run$run.log" "$demo_dir/server.log" >&2 || true
         echo "scripts/demo.sh failed (run $run)" >&2
