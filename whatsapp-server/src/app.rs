@@ -249,6 +249,7 @@ fn wire(config: CheckedServerConfig, parts: AppParts, databases: Databases) -> R
                 WorkerConfig::default(),
             )
             .with_sessions(stores.sessions.clone())
+            .with_history(stores.history.clone())
         },
         |sender| EngineDeps {
             driver: parts.driver.clone(),

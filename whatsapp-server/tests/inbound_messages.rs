@@ -292,6 +292,35 @@ async fn incoming_messages_reach_the_webhook_once_and_the_history() {
     assert_eq!(page["messages"], json!([]), "nothing older");
     assert_eq!(page["next_before"], Value::Null);
 
+    // The bot answers through the queue: its text joins the chat's history as its own.
+    let sent = s
+        .call(
+            reqwest::Method::POST,
+            "/api/sessions/acme:bot/messages",
+            Some(json!({ "to": "34600000061", "text": "hello human" })),
+        )
+        .await;
+    assert!(sent["message_id"].is_string(), "{sent}");
+    let own = eventually("the bot's text in the history", WITHIN, || async {
+        let page = s.get(&format!("{path}?limit=1")).await;
+        let newest = page["messages"][0].clone();
+        if newest["body"] == "hello human" {
+            Ok(newest)
+        } else {
+            Err(page)
+        }
+    })
+    .await;
+    assert_eq!(own["from_me"], true);
+    assert_eq!(own["from"], Value::Null);
+    assert!(
+        own["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("true_34600000061@c.us_"),
+        "{own}"
+    );
+
     // Bad paging is refused naming the problem.
     for bad in ["limit=0", "limit=501", "before=nonsense"] {
         let resp = s

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whatsapp_core::{BrowserSession, Clock, Error, Result, SessionId, SessionStore, Wid};
 use whatsapp_keepalive::KeepaliveSender;
-use whatsapp_storage::store::{Enqueued, MessageQueue, NewQueuedMessage, QueuedMessage};
+use whatsapp_storage::store::{
+    Enqueued, MessageHistory, MessageQueue, NewQueuedMessage, QueuedMessage,
+};
 
 use super::limiter::{LocalRateLimiter, Pacing, RateLimiter, RedisRateLimiter};
 use super::redis_queue::RedisMessageQueue;
@@ -39,6 +41,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
     sessions: Option<Arc<dyn SessionStore>>,
+    history: Option<Arc<dyn MessageHistory>>,
     workers: Mutex<HashMap<SessionId, Running>>,
 }
 
@@ -99,6 +102,7 @@ impl Messaging {
                 clock,
                 config,
                 sessions: None,
+                history: None,
                 workers: Mutex::new(HashMap::new()),
             }),
         }
@@ -115,6 +119,15 @@ impl Messaging {
         Arc::get_mut(&mut self.inner)
             .expect("Messaging::with_sessions must be called before cloning")
             .sessions = Some(sessions);
+        self
+    }
+
+    /// Records every sent message in `history` (see [`MessageWorker::with_history`]).
+    /// Call before cloning.
+    pub fn with_history(mut self, history: Arc<dyn MessageHistory>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("Messaging::with_history must be called before cloning")
+            .history = Some(history);
         self
     }
 
@@ -198,6 +211,10 @@ impl Messaging {
             self.inner.clock.clone(),
         )
         .with_config(self.inner.config.clone());
+        let worker = match &self.inner.history {
+            Some(history) => worker.with_history(history.clone()),
+            None => worker,
+        };
         let cancel = CancellationToken::new();
         let wake = worker.waker();
         let task = tokio::spawn(worker.run(cancel.clone()));

@@ -22,7 +22,7 @@ use whatsapp_core::{
     Backoff, BrowserSession, Clock, ConnectionState, Error, MessageId, Result, SessionId, Wid,
 };
 use whatsapp_keepalive::KeepaliveEngine;
-use whatsapp_storage::store::{MessageQueue, QueuedMessage};
+use whatsapp_storage::store::{MessageHistory, MessageQueue, NewMessage, QueuedMessage};
 
 use super::limiter::{Decision, RateLimiter};
 
@@ -192,6 +192,7 @@ pub struct MessageWorker {
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
     wake: Arc<Notify>,
+    history: Option<Arc<dyn MessageHistory>>,
 }
 
 impl Debug for MessageWorker {
@@ -222,7 +223,15 @@ impl MessageWorker {
             clock,
             config: WorkerConfig::default(),
             wake: Arc::new(Notify::new()),
+            history: None,
         }
+    }
+
+    /// Records each sent message in `history` (as the account's own, `from_me`), so the
+    /// history holds both sides of a chat and the acks of our messages rise there.
+    pub fn with_history(mut self, history: Arc<dyn MessageHistory>) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// Replaces the configuration.
@@ -400,6 +409,7 @@ impl MessageWorker {
             {
                 Ok(_) => {
                     tracing::debug!(session = %self.session, id = message.id, "message sent");
+                    self.record_in_history(message, wa_id).await;
                     return;
                 }
                 Err(e) if e.is_transient() => {
@@ -413,6 +423,30 @@ impl MessageWorker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Best effort: the send is recorded in the queue already; a history that cannot take
+    /// it now only lacks this row (logged).
+    async fn record_in_history(&self, message: &QueuedMessage, wa_id: &MessageId) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let now = self.clock.now();
+        let row = NewMessage {
+            session_id: self.session.clone(),
+            key: wa_id.clone(),
+            chat: message.recipient.clone(),
+            from_me: true,
+            sender: None,
+            kind: "chat".into(),
+            body: Some(message.body.clone()),
+            ack: Some(whatsapp_core::Ack::PENDING),
+            payload: serde_json::json!({ "queue_id": message.id }),
+            sent_at: now,
+        };
+        if let Err(e) = history.record(&row, now).await {
+            tracing::warn!(session = %self.session, id = message.id, error = %e, "cannot record a sent message in the history");
         }
     }
 
