@@ -161,10 +161,10 @@ done
 grep -q "\"type\":\"message\".*$greeting" "$HOOKS" \
     || fail "the message did not reach the webhook (received: $(cat "$HOOKS")); see $DATA/server.log"
 echo "   webhook received: message from $RECIPIENT: \"$greeting\" (all deliveries in $HOOKS)"
-chats="$(curl -fs "${auth[@]}" "$API/api/sessions/demo/chats?limit=1")"
-case "$chats" in
-    *"$greeting"*) echo "   and it is in the history: GET /api/sessions/demo/chats" ;;
-    *) fail "the message is not in the history: $chats" ;;
+history="$(curl -fs "${auth[@]}" "$API/api/sessions/demo/chats/$RECIPIENT@c.us/messages?limit=20")"
+case "$history" in
+    *"$greeting"*) echo "   and it is in the history: GET /api/sessions/demo/chats/$RECIPIENT@c.us/messages" ;;
+    *) fail "the message is not in the history: $history" ;;
 esac
 
 say "backing the session's login up (archive, verify)"
