@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | backup | 02:00 daily (`BACKUP_CRON`) | run by the keepalive engine, per session |
 //! | [`clean_number_cache`] | 03:00 daily | deletes phone-number checks older than 24 h |
+//! | [`purge_message_history`] | 03:15 daily | deletes messages sent more than `MESSAGE_HISTORY_DAYS` ago from the history |
 //! | [`send_renewal_reminders`] | 09:00 daily | e-mails owners whose session expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`]) days |
 //! | [`monitor`] | hourly, at :00 | logs sessions per status; warns for sessions not ready for over an hour |
 //! | [`health_check`] | every 5 minutes | restarts stuck sessions, starts those that should run, notices a profile deleted under a running session |
@@ -43,6 +44,8 @@ pub const RENEWAL_REMINDER_DAYS: i64 = 7;
 
 /// [`clean_number_cache`]'s schedule: 03:00 daily.
 pub const CACHE_CLEANUP_CRON: &str = "0 3 * * *";
+/// [`purge_message_history`]'s schedule: 03:15 daily (after the number cache's clean-up).
+pub const HISTORY_PURGE_CRON: &str = "15 3 * * *";
 /// [`send_renewal_reminders`]' schedule: 09:00 daily.
 pub const RENEWAL_REMINDER_CRON: &str = "0 9 * * *";
 /// [`monitor`]'s schedule: hourly, on the hour.
@@ -96,6 +99,17 @@ pub fn spawn(state: AppState, cancel: CancellationToken) -> Vec<JoinHandle<()>> 
             Box::pin(async move {
                 let n = clean_number_cache(&s).await?;
                 tracing::info!(deleted = n, "number cache cleaned");
+                Ok(())
+            })
+        }),
+    );
+    add(
+        "message history purge",
+        HISTORY_PURGE_CRON,
+        Box::new(|s| {
+            Box::pin(async move {
+                let n = purge_message_history(&s).await?;
+                tracing::info!(deleted = n, "message history purged");
                 Ok(())
             })
         }),
@@ -233,6 +247,19 @@ async fn run_scheduled<F, Fut>(
 pub async fn clean_number_cache(state: &Services) -> Result<u64> {
     let before = state.clock.now() - NUMBER_CHECK_TTL;
     state.stores.numbers.purge_checked_before(before).await
+}
+
+/// Deletes the messages sent more than `MESSAGE_HISTORY_DAYS` ago from the history;
+/// returns how many.
+pub async fn purge_message_history(state: &Services) -> Result<u64> {
+    let retention =
+        chrono::Duration::from_std(state.config.history_retention).unwrap_or(chrono::Duration::MAX);
+    let before = state
+        .clock
+        .now()
+        .checked_sub_signed(retention)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    state.stores.history.purge_sent_before(before).await
 }
 
 /// For each session with an owner e-mail that expires within `RENEWAL_REMINDER_DAYS` (default [`RENEWAL_REMINDER_DAYS`])

@@ -84,6 +84,11 @@ fn defaults_are_the_seeds() {
     assert_eq!(k.backup.cron, "0 2 * * *");
     assert_eq!(k.backup.retention, Duration::from_secs(30 * 24 * 3600));
     assert!(checked.s3_config().is_none());
+    assert_eq!(
+        checked.history_retention,
+        Duration::from_secs(30 * 24 * 3600),
+        "the message history is kept 30 days"
+    );
 }
 
 #[test]
@@ -117,6 +122,7 @@ fn every_invalid_setting_is_named() {
         (&["--message-interval", "soon"], "MESSAGE_INTERVAL"),
         (&["--message-interval", "0s"], "MESSAGE_INTERVAL"),
         (&["--message-burst", "0"], "MESSAGE_BURST"),
+        (&["--message-history-days", "0"], "MESSAGE_HISTORY_DAYS"),
         (&["--renewal-reminder-days", "0"], "RENEWAL_REMINDER_DAYS"),
         (&["--alert-email", "nobody"], "ALERT_EMAIL"),
         (&["--outbox-max-attempts", "0"], "OUTBOX_MAX_ATTEMPTS"),
@@ -429,6 +435,7 @@ fn help_lists_every_env_var() {
         "KEEPALIVE_TARGET",
         "KEEPALIVE_TEXTS",
         "NODE_ID",
+        "MESSAGE_HISTORY_DAYS",
     ] {
         assert!(
             help.contains(&format!("env: {var}=")) || help.contains(&format!("env: {var}]")),

@@ -18,7 +18,7 @@ use whatsapp_core::{
 };
 use whatsapp_server::app::RunningApp;
 use whatsapp_server::jobs;
-use whatsapp_storage::store::CachedNumber;
+use whatsapp_storage::store::{CachedNumber, NewMessage};
 
 /// 22:01 on 2026-03-27 in New York (EDT): the renewal key uses that local date. The next
 /// job times (22:05 health check, 22:30 clean-up, 23:00 monitoring) are minutes away on a
@@ -198,6 +198,36 @@ async fn number_checks_older_than_a_day_are_purged() {
     assert_eq!(jobs::clean_number_cache(h.app.state()).await.unwrap(), 1);
     assert!(numbers.get(&sid, &old).await.unwrap().is_none());
     assert!(numbers.get(&sid, &fresh).await.unwrap().is_some());
+    h.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_older_than_the_history_retention_are_purged() {
+    let h = Harness::start().await;
+    let now = h.now();
+    let sid = h.session("alice", SessionStatus::Ready, now).await;
+    let history = &h.app.state().stores.history;
+    let chat = PhoneNumber::new("+34600000001").unwrap().wid();
+    // The default retention, MESSAGE_HISTORY_DAYS, is 30 days.
+    for (n, age) in [(1, hours(31 * 24)), (2, hours(29 * 24))] {
+        let message = NewMessage {
+            session_id: sid.clone(),
+            key: whatsapp_core::MessageId(format!("false_{chat}_3EB0{n:018}")),
+            chat: chat.clone(),
+            from_me: false,
+            sender: Some(chat.clone()),
+            kind: "chat".into(),
+            body: Some(format!("text {n}")),
+            ack: None,
+            payload: serde_json::json!({}),
+            sent_at: now - age,
+        };
+        history.record(&message, now).await.unwrap();
+    }
+    assert_eq!(jobs::purge_message_history(h.app.state()).await.unwrap(), 1);
+    let left = history.messages(&sid, None, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].body.as_deref(), Some("text 2"));
     h.app.shutdown().await;
 }
 

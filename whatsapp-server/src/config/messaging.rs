@@ -1,4 +1,4 @@
-//! Outgoing messages: how fast one session may send.
+//! Messages: how fast one session may send, and how long the message history is kept.
 
 use std::time::Duration;
 
@@ -22,9 +22,25 @@ pub struct MessagingSettings {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub message_burst: u32,
+
+    /// How many days the message history (incoming and sent messages, read by
+    /// `GET /api/sessions/{id}/chats/{chat}/messages`) is kept, by the date WhatsApp gives a
+    /// message; older ones are purged daily at 03:15.
+    #[arg(
+        long,
+        env = "MESSAGE_HISTORY_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub message_history_days: u32,
 }
 
 impl MessagingSettings {
+    /// How long the message history is kept.
+    pub fn history_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(24 * 60 * 60) * self.message_history_days
+    }
+
     /// Per-session pacing (both values are checked by their parsers).
     pub fn check(&self) -> Pacing {
         Pacing {

@@ -43,7 +43,7 @@
 //! | [`browser`] | `CHROMIUM_*`, `PUPPETEER_EXECUTABLE_PATH`, `WHATSAPP_WEB_URL` | [`ChromiumConfig`] |
 //! | [`backup`] | `BACKUP_*`, `S3_*`, `DELETED_BACKUP_RETENTION_DAYS` | [`BackupsConfig`] |
 //! | [`keepalive`] | `KEEPALIVE_*`, `TIME_ZONE`/`TZ`, `LAUNCH_CONCURRENCY`, `START_STAGGER` | [`KeepaliveConfig`] |
-//! | [`messaging`] | `MESSAGE_INTERVAL`, `MESSAGE_BURST` | [`Pacing`] |
+//! | [`messaging`] | `MESSAGE_INTERVAL`, `MESSAGE_BURST`, `MESSAGE_HISTORY_DAYS` | [`Pacing`], the history's retention |
 //! | [`delivery`] | `FRONTEND_URL`, `EMAIL_API_TOKEN`, `ALERT_EMAIL`, `RENEWAL_REMINDER_DAYS`, `OUTBOX_*`, `WEBHOOK_ALLOW_HOSTS` | [`DeliveryConfig`] |
 //! | [`node`] | `NODE_ID` | [`NodeId`] |
 //!
@@ -200,6 +200,8 @@ pub struct CheckedServerConfig {
     pub delivery: DeliveryConfig,
     /// Per-session message pacing.
     pub pacing: Pacing,
+    /// How long the message history is kept (`MESSAGE_HISTORY_DAYS`).
+    pub history_retention: std::time::Duration,
     /// The keepalive engine (with the backups' schedule and retention).
     pub keepalive: KeepaliveConfig,
     /// Chromium: executable, extra arguments and WhatsApp Web URL.
@@ -319,6 +321,7 @@ impl ServerConfig {
             .check(&storage.data_dir, self.browser.origin())?;
         let keepalive = self.keepalive.check(&backups)?;
         let pacing = self.messaging.check();
+        let history_retention = self.messaging.history_retention();
         let delivery = self.delivery.check()?;
         Ok(CheckedServerConfig {
             http,
@@ -327,6 +330,7 @@ impl ServerConfig {
             backups,
             delivery,
             pacing,
+            history_retention,
             keepalive,
             chromium,
             time_zone: self.keepalive.time_zone(),
