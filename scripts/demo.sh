@@ -142,6 +142,12 @@ HOOKS="$DATA/webhooks.log"
 : >"$HOOKS"
 python3 scripts/lib/webhook-receiver.py "$WEBHOOK_PORT" "$HOOKS" &
 RECEIVER_PID=$!
+# Listening before anything is sent to it: a refused delivery is retried only ~30 s later.
+for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$WEBHOOK_PORT/" && break
+    kill -0 "$RECEIVER_PID" 2>/dev/null || fail "the webhook receiver exited"
+    sleep 0.1
+done
 # The session belongs to the tenant `default`; create it (409 when it exists) and point its
 # webhook at the receiver.
 curl -s "${auth[@]}" -H 'content-type: application/json' -d '{"id":"default"}' \
@@ -153,7 +159,7 @@ greeting="hi bot, it is $(date -u +%H:%M:%S)"
 curl -fsk -H 'content-type: application/json' \
     -d "{\"from\":\"$RECIPIENT\",\"to\":\"$PHONE\",\"body\":\"$greeting\"}" "$EMU/messages" >/dev/null \
     || fail "the emulated phone could not send"
-for _ in $(seq 150); do
+for _ in $(seq 300); do
     grep -q "\"type\":\"message\".*$greeting" "$HOOKS" && break
     kill -0 "$RECEIVER_PID" 2>/dev/null || fail "the webhook receiver exited"
     sleep 0.2
