@@ -553,7 +553,16 @@ async fn session_lifecycle_create_qr_link_stop_start_restart_logout_delete() {
     // Linking.
     s.browser
         .link(&life, &PhoneNumber::new("+1 555 123 4567").unwrap());
-    let ready = s.wait_status("life", AS_ADMIN, "ready").await;
+    // The account's number is written just after the status turns `ready` (a separate
+    // update): wait for both.
+    let ready = s
+        .poll(
+            "/api/sessions/life",
+            AS_ADMIN,
+            "session life ready with its number",
+            |v| v["status"] == "ready" && !v["phone"].is_null(),
+        )
+        .await;
     assert_eq!(ready["phone"], "15551234567");
     assert_eq!(ready["wid"], "15551234567@c.us");
     assert_eq!(ready["running"], true);
