@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use whatsapp_core::{
-    EmailAddress, Error, PhoneNumber, SessionId, SessionRecord, SessionStatus, TenantId,
+    ConnectionState, EmailAddress, Error, PhoneNumber, SessionId, SessionRecord, SessionStatus,
+    TenantId,
 };
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, load_session};
@@ -473,15 +474,24 @@ pub(super) async fn pairing_code(
 ) -> Result<Json<PairingCodeView>, ApiError> {
     let phone = PhoneNumber::new(&body.phone)?;
     let record = load_session(&state, &caller, &id).await?;
+    // The page must be showing its QR right now (`UNPAIRED`): while it reconnects to
+    // WhatsApp (`OPENING`, `TIMEOUT`) a code request would only time out.
+    let live = state
+        .lifecycle
+        .engine()
+        .snapshot(&record.id)
+        .and_then(|s| s.state);
     let browser = state
         .lifecycle
         .engine()
         .browser(&record.id)
-        .filter(|_| record.status == SessionStatus::Qr)
+        .filter(|_| record.status == SessionStatus::Qr && live == Some(ConnectionState::Unpaired))
         .ok_or_else(|| {
             ApiError::wrong_state(format!(
-                "session {} does not wait for linking (status {}); a pairing code needs status qr",
-                record.name, record.status
+                "session {} does not wait for linking now (status {}, WhatsApp Web {}); a pairing code needs status qr with the QR shown: retry shortly",
+                record.name,
+                record.status,
+                live.as_ref().map_or("not running", |s| s.as_str())
             ))
         })?;
     let code = browser.request_pairing_code(&phone).await?;
